@@ -1,0 +1,8 @@
+"""The zoo: three model families behind one site interface, compilers with exact ground truth."""
+
+from .compile import FAMILIES, CompileError, compile
+from .ground_truth import GroundTruth, Location
+from .model import ZooModel
+from .sites import RunResult, Site, Tap, add, patch
+
+__all__ = ["FAMILIES", "CompileError", "GroundTruth", "Location", "RunResult", "Site", "Tap", "ZooModel", "add", "compile", "patch"]
