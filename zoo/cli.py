@@ -25,6 +25,49 @@ def cmd_tasks(args) -> None:
     print("\n`zoo tasks NAME` prints a task's program.")
 
 
+def cmd_compile(args) -> None:
+    import time
+
+    import zoo
+
+    task = tasks.get(args.task)
+    start = time.perf_counter()
+    model = zoo.compile(task, args.arch, max_len=args.max_len, seed=args.seed)
+    seconds = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{args.arch} for {task.name} (max_len {model.max_len}): {params:,} parameters, compiled in {seconds * 1000:.1f} ms")
+    print("\nsites:")
+    for s in model.sites:
+        print(f"  {s.name:<18} layer {s.layer}  {s.kind:<10} width {s.width}{'  (recurrent)' if s.recurrent else ''}")
+    print("\nwhere each variable lives:")
+    for name, loc in model.ground_truth.variables.items():
+        print(f"  {name:<14} {loc.site:<18} {loc.dim}-dim subspace")
+    print(f"\ncircuit: {', '.join(model.ground_truth.circuit)}")
+    if args.out:
+        model.save(args.out)
+        print(f"saved to {args.out}")
+
+
+def cmd_check(args) -> None:
+    from zoo import store, verify
+
+    model = store.load(args.dir)
+    task = tasks.get(model.meta["task"], max_len=model.meta.get("max_len"))
+    report = verify.check(model, task, n=args.n, seed=args.seed)
+    print(f"{args.dir}: {model.family} model for {task.name}")
+    for line in report.lines():
+        print("  " + line)
+    if model.meta.get("kind") == "compiled" and not report.exact:
+        raise ValueError(f"compiled model in {args.dir} is not exact (accuracy {report.accuracy:.4f}); re-create it with zoo compile")
+    print("OK" if report.exact else "done")
+
+
+def cmd_demo(args) -> None:
+    from zoo.demo import run_demo
+
+    run_demo(n=args.n, seed=args.seed)
+
+
 def _primitive(v) -> str:
     if v.op == "Aggregate":
         return f"Aggregate[{v.select.kind}/{v.reduce}]"
@@ -45,6 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="list the tasks, or print one task's program")
     p.add_argument("name", nargs="?", help="a task name")
     p.set_defaults(func=cmd_tasks)
+    p = sub.add_parser("compile", help="compile a task into exact weights for one family")
+    p.add_argument("task")
+    p.add_argument("--arch", required=True, help="transformer, rnn or ssm")
+    p.add_argument("--max-len", type=int, default=None, help="compile for inputs of at most this length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="directory to save the model to")
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("check", help="re-verify a saved model: hashes, accuracy, ground-truth IIA")
+    p.add_argument("dir")
+    p.add_argument("-n", type=int, default=512, help="examples per check")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("demo", help="the whole loop on a laptop CPU in about a minute")
+    p.add_argument("-n", type=int, default=256, help="examples per check")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -18,6 +18,7 @@ from .sites import NULL_TAP, Intervention, RunResult, Site, Tap
 
 class ZooModel(nn.Module):
     family: str = "?"
+    config_class: type  # the family's config dataclass; ``cls(config)`` builds a model
     vocab_size: int  # set by each family from its config
     max_len: int
 
@@ -67,6 +68,12 @@ class ZooModel(nn.Module):
         tap = Tap(self.site_list(), cache, interventions)
         logits = self._forward(self.check_tokens(tokens), tap)
         return RunResult(logits, tap.collect())
+
+    def save(self, directory):
+        """Write safetensors weights, a JSON config and the JSON ground truth (see zoo.store)."""
+        from .store import save
+
+        return save(self, directory)
 
     def predict(self, tokens: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -1,0 +1,362 @@
+"""The ``ssm`` family: stacked selective diagonal state-space blocks in the Mamba style, plain torch.
+
+Parametrisation (one :class:`SSMConfig`; all linear maps carry a bias, float32 throughout)::
+
+    x_0     = tok_embed[token_t] (+ pos_embed[t] when config.pos_embed)   residual stream, d_model
+    block l (l = 0 .. n_layers-1), reading the stream x = L{l}.resid:
+      u_t     = W_in x_t + b_in                                           d_inner channels
+      c_t     = act( sum_{i<d_conv} conv_w[:, i] * u_{t-i} + conv_b )      causal depthwise conv
+                (conv_w[:, i] is the weight of lag i; u before t=0 is 0)  -> site L{l}.conv
+      delta_t = softplus(W_delta c_t + b_delta)                          per channel, d_inner
+      a_t     = exp(-delta_t[:, None] * exp(A_log))                      per (channel, state n)
+      B_t     = W_B c_t + b_B,   C_t = W_C c_t + b_C                      N = d_state, shared
+      h_t     = a_t * h_{t-1} + (delta_t * c_t)[:, None] * B_t[None, :]  h_{-1} = 0
+                                                                          -> site L{l}.state
+                (tapped inside the time loop: a patched h_t flows into h_{t+1})
+      y_t     = h_t @ C_t + D * c_t
+      mixer_t = W_out (y_t * gate(W_z x_t + b_z)) + b_out                  -> site L{l}.mixer
+      x      <- x + mixer
+      if d_mlp: hidden = relu(W_1 x + b_1) -> L{l}.mlp.hidden; mlp = W_2 hidden + b_2 -> L{l}.mlp
+                x <- x + mlp
+    logits  = W_U x_{n_layers} + b_U,  x_{n_layers} = L{n_layers}.resid
+
+``act`` and ``gate`` are config choices: ``"silu"`` (Mamba, the default for trained models),
+``"relu"`` (compiled models: positively homogeneous, so the reparametrisation may scale
+channels) or ``"identity"``. The ReLU MLP sublayer after the mixer (as in Mamba-hybrid models)
+is optional (``d_mlp = 0`` leaves it out); compiled models use it for ``Map`` and ``Sum``.
+Mamba has no positional embedding; ``pos_embed=True`` adds a learned table, used by compiled
+models whose program reads ``Indices``. There is no normalisation layer.
+
+Two equal paths: ``run`` (and ``_forward`` with a tap) runs the recurrence as a Python loop over
+time steps, tapping ``L{l}.state`` at every step; a layer whose state is neither cached nor
+intervened on, and ``forward`` (the fast path used for training), use a vectorised scan:
+``h_t = sum_{j<=t} exp(sum_{j<i<=t} log a_i) * w_j`` with segment sums taken by a masked cumsum
+(as in Mamba-2's ``segsum``) in chunks of 32 steps, the state carried between chunks; no division
+by a cumulative product, so decays of exactly 0 or 1 stay exact. ``tests/test_family_ssm.py`` holds the two paths equal.
+
+Dense random init: :func:`from_config` / :func:`init_weights` (seeded). :func:`reparametrize`
+returns a function-equivalent copy: a random orthogonal rotation of the residual stream (every
+read and write of it), a random permutation of the d_inner channels of each block (with their
+conv, delta, A, D, gate and output weights; B/C read the channels so their columns move too),
+positive scaling of channels (when ``act`` and ``gate`` are relu/identity) and a permutation and
+positive scaling of MLP hidden units; the ground truth is moved along.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ground_truth import GroundTruth, Location
+from ..model import ZooModel
+from ..sites import NULL_TAP, Site, Tap
+
+ACTIVATIONS = ("silu", "relu", "identity")
+
+
+@dataclass
+class SSMConfig:
+    vocab_size: int
+    n_classes: int
+    max_len: int
+    d_model: int = 64
+    n_layers: int = 2
+    d_inner: int = 128
+    d_state: int = 16
+    d_conv: int = 4
+    d_mlp: int = 0
+    pos_embed: bool = False
+    act: str = "silu"
+    gate: str = "silu"
+
+    def __post_init__(self):
+        for k in ("act", "gate"):
+            if getattr(self, k) not in ACTIVATIONS:
+                raise ValueError(f"SSMConfig.{k} = {getattr(self, k)!r} must be one of {ACTIVATIONS}")
+        for k in ("vocab_size", "n_classes", "max_len", "d_model", "d_inner", "d_state", "d_conv"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"SSMConfig.{k} must be >= 1, got {getattr(self, k)}")
+        if self.n_layers < 0 or self.d_mlp < 0:
+            raise ValueError("SSMConfig.n_layers and d_mlp must be >= 0")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SSMConfig":
+        return cls(**d)
+
+
+def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "relu":
+        return torch.relu(x)
+    if name == "silu":
+        return F.silu(x)
+    return x
+
+
+class SSMBlock(nn.Module):
+    def __init__(self, cfg: SSMConfig):
+        super().__init__()
+        D, E, N, K = cfg.d_model, cfg.d_inner, cfg.d_state, cfg.d_conv
+        self.in_proj = nn.Linear(D, E)
+        self.conv_w = nn.Parameter(torch.zeros(E, K))  # conv_w[:, i] multiplies u_{t-i}
+        self.conv_b = nn.Parameter(torch.zeros(E))
+        self.delta_proj = nn.Linear(E, E)
+        self.B_proj = nn.Linear(E, N)
+        self.C_proj = nn.Linear(E, N)
+        self.A_log = nn.Parameter(torch.zeros(E, N))
+        self.D = nn.Parameter(torch.zeros(E))
+        self.z_proj = nn.Linear(D, E)
+        self.out_proj = nn.Linear(E, D)
+        if cfg.d_mlp:
+            self.fc1 = nn.Linear(D, cfg.d_mlp)
+            self.fc2 = nn.Linear(cfg.d_mlp, D)
+
+
+class SSM(ZooModel):
+    family = "ssm"
+    config_class = SSMConfig
+
+    def __init__(self, config: SSMConfig):
+        super().__init__()
+        self.config = config
+        self.vocab_size, self.max_len, self.n_classes = config.vocab_size, config.max_len, config.n_classes
+        self.tok_embed = nn.Parameter(torch.zeros(config.vocab_size, config.d_model))
+        if config.pos_embed:
+            self.pos_embed = nn.Parameter(torch.zeros(config.max_len, config.d_model))
+        self.blocks = nn.ModuleList(SSMBlock(config) for _ in range(config.n_layers))
+        self.unembed = nn.Linear(config.d_model, config.n_classes)
+
+    # -- sites -------------------------------------------------------------------------------
+    def site_list(self) -> list[Site]:
+        c = self.config
+        sites = []
+        for l in range(c.n_layers):
+            sites += [
+                Site(f"L{l}.resid", l, "resid", c.d_model),
+                Site(f"L{l}.conv", l, "conv", c.d_inner),
+                Site(f"L{l}.state", l, "state", c.d_inner * c.d_state, recurrent=True),
+                Site(f"L{l}.mixer", l, "mixer", c.d_model),
+            ]
+            if c.d_mlp:
+                sites += [Site(f"L{l}.mlp.hidden", l, "mlp_hidden", c.d_mlp), Site(f"L{l}.mlp", l, "mlp", c.d_model)]
+        sites.append(Site(f"L{c.n_layers}.resid", c.n_layers, "resid", c.d_model))
+        return sites
+
+    # -- forward -----------------------------------------------------------------------------
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.tok_embed[tokens]
+        if self.config.pos_embed:
+            x = x + self.pos_embed[: tokens.shape[1]][None]
+        return x
+
+    def _conv(self, blk: SSMBlock, u: torch.Tensor) -> torch.Tensor:
+        T = u.shape[1]
+        out = u * blk.conv_w[:, 0] + blk.conv_b
+        for i in range(1, min(self.config.d_conv, T)):
+            out = out + F.pad(u[:, :-i], (0, 0, i, 0)) * blk.conv_w[:, i]
+        return _act(self.config.act, out)
+
+    def _scan_loop(self, l: int, delta, c, Bm, Cm, A, tap: Tap) -> torch.Tensor:
+        Bsz, T, E = c.shape
+        N = A.shape[1]
+        h = c.new_zeros(Bsz, E, N)
+        w = (delta * c)[..., None] * Bm[:, :, None, :]  # [B, T, E, N]
+        a = torch.exp(-delta[..., None] * A)
+        ys = []
+        name = f"L{l}.state"
+        for t in range(T):
+            h = a[:, t] * h + w[:, t]
+            h = tap(name, h.reshape(Bsz, E * N), t=t).reshape(Bsz, E, N)
+            ys.append((h * Cm[:, t, None, :]).sum(-1))
+        return torch.stack(ys, dim=1)
+
+    @staticmethod
+    def _scan_parallel(delta, c, Bm, Cm, A, chunk: int = 32) -> torch.Tensor:
+        """All h_t at once, chunk by chunk: within a chunk h_t = exp(sum_{s<i<=t} log a_i) h_s +
+        sum_{s<j<=t} exp(sum_{j<i<=t} log a_i) w_j (s = the step before the chunk), the segment sums
+        taken by a masked cumsum; memory B * d_inner * N * chunk^2."""
+        T = c.shape[1]
+        la = (-delta[..., None] * A).permute(0, 2, 3, 1)  # [B, E, N, T]: log a_i
+        w = ((delta * c)[..., None] * Bm[:, :, None, :]).permute(0, 2, 3, 1)  # [B, E, N, T]
+        h_prev = torch.zeros_like(w[..., 0])
+        hs = []
+        for start in range(0, T, chunk):
+            lc, wc = la[..., start : start + chunk], w[..., start : start + chunk]
+            Q = lc.shape[-1]
+            strict = torch.tril(torch.ones(Q, Q, dtype=torch.bool, device=c.device), -1)  # i > j
+            seg = torch.cumsum(lc[..., :, None].expand(*lc.shape, Q).masked_fill(~strict, 0.0), dim=-2)  # [.., t, j]
+            causal = torch.tril(torch.ones(Q, Q, dtype=torch.bool, device=c.device))
+            L = torch.exp(seg.masked_fill(~causal, -math.inf))
+            h = (L * wc[..., None, :]).sum(-1) + torch.exp(torch.cumsum(lc, dim=-1)) * h_prev[..., None]  # [B, E, N, Q]
+            hs.append(h)
+            h_prev = h[..., -1]
+        h = torch.cat(hs, dim=-1)
+        return torch.einsum("bent,btn->bte", h, Cm)
+
+    def _forward(self, tokens: torch.Tensor, tap: Tap) -> torch.Tensor:
+        cfg = self.config
+        x = self._embed(tokens)
+        for l, blk in enumerate(self.blocks):
+            x = tap(f"L{l}.resid", x)
+            c = tap(f"L{l}.conv", self._conv(blk, blk.in_proj(x)))
+            delta = F.softplus(blk.delta_proj(c))
+            Bm, Cm, A = blk.B_proj(c), blk.C_proj(c), torch.exp(blk.A_log)
+            name = f"L{l}.state"
+            if tap.active and (name in tap.wanted or name in tap.interventions):
+                y = self._scan_loop(l, delta, c, Bm, Cm, A, tap)
+            else:
+                y = self._scan_parallel(delta, c, Bm, Cm, A)
+            y = y + blk.D * c
+            m = tap(f"L{l}.mixer", blk.out_proj(y * _act(cfg.gate, blk.z_proj(x))))
+            x = x + m
+            if cfg.d_mlp:
+                hid = tap(f"L{l}.mlp.hidden", torch.relu(blk.fc1(x)))
+                x = x + tap(f"L{l}.mlp", blk.fc2(hid))
+        x = tap(f"L{cfg.n_layers}.resid", x)
+        return self.unembed(x)
+
+    def forward_loop(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The reference path: the time loop in every layer (as when every state is tapped)."""
+        tokens = self.check_tokens(tokens)
+        tap = Tap(self.site_list(), cache=[f"L{l}.state" for l in range(self.config.n_layers)])
+        return self._forward(tokens, tap)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, T, n_classes]`` by the vectorised scan (no taps)."""
+        return self._forward(self.check_tokens(tokens), NULL_TAP)
+
+
+def init_weights(model: SSM, seed: int) -> SSM:
+    """Dense random init (seeded), Mamba-like: dt bias so that softplus gives steps in
+    [1e-3, 1e-1], A = -(1..N), D = 1, small Gaussian projections."""
+    cfg = model.config
+    g = torch.Generator().manual_seed(int(seed))
+
+    def normal(shape, std):
+        return torch.randn(*shape, generator=g) * std
+
+    with torch.no_grad():
+        model.tok_embed.copy_(normal(model.tok_embed.shape, 1.0))
+        if cfg.pos_embed:
+            model.pos_embed.copy_(normal(model.pos_embed.shape, 0.1))
+        for blk in model.blocks:
+            for lin in (blk.in_proj, blk.delta_proj, blk.B_proj, blk.C_proj, blk.z_proj, blk.out_proj) + ((blk.fc1, blk.fc2) if cfg.d_mlp else ()):
+                lin.weight.copy_(normal(lin.weight.shape, 1.0 / math.sqrt(lin.in_features)))
+                lin.bias.zero_()
+            blk.conv_w.copy_(normal(blk.conv_w.shape, 1.0 / math.sqrt(cfg.d_conv)))
+            blk.conv_b.zero_()
+            blk.delta_proj.weight.mul_(0.1)
+            dt = torch.exp(torch.rand(cfg.d_inner, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+            blk.delta_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            blk.A_log.copy_(torch.log(torch.arange(1, cfg.d_state + 1, dtype=torch.float32)).expand(cfg.d_inner, -1))
+            blk.D.fill_(1.0)
+        model.unembed.weight.copy_(normal(model.unembed.weight.shape, 1.0 / math.sqrt(cfg.d_model)))
+        model.unembed.bias.zero_()
+    return model
+
+
+def from_config(config: SSMConfig | dict, seed: int = 0) -> SSM:
+    config = SSMConfig(**config) if isinstance(config, dict) else config
+    return init_weights(SSM(config), seed)
+
+
+# -- reparametrisation ---------------------------------------------------------------------------
+def _random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))[None, :]
+
+
+STREAM_SITE_KINDS = ("resid", "mixer", "mlp")
+
+
+def reparametrize(model: SSM, seed: int = 0) -> SSM:
+    """A function-equivalent copy with rotated/permuted/scaled hidden bases, ground truth moved along.
+
+    - residual stream: x -> R x for a random orthogonal R (embeddings, every reader W -> W R^T,
+      every writer W -> R W, b -> R b); ground-truth bases at resid/mixer/mlp sites -> basis R^T;
+    - each block's d_inner channels: a random permutation P (in_proj rows, conv, delta_proj rows
+      and columns, A_log, D, z_proj rows, out_proj columns, B/C_proj columns), and, when ``act``
+      and ``gate`` are positively homogeneous (relu/identity), positive scales s of the channels
+      (in_proj row and conv bias * s, reads of c / s; z_proj row * r, out_proj column / r);
+      bases at conv and state sites move with P and s;
+    - MLP hidden units: a random permutation and positive scales (fc1 row * s, fc2 column / s).
+    """
+    rng = np.random.default_rng(seed)
+    new = copy.deepcopy(model)
+    cfg = new.config
+    R = torch.as_tensor(_random_orthogonal(cfg.d_model, rng), dtype=torch.float32)
+    homogeneous = cfg.act in ("relu", "identity") and cfg.gate in ("relu", "identity")
+    site_maps = {}  # site -> function mapping a basis [k, width] (numpy) to the new coordinates
+    Rn = R.double().numpy()
+
+    def stream(b):
+        return b @ Rn.T
+
+    with torch.no_grad():
+        new.tok_embed.copy_(new.tok_embed @ R.T)
+        if cfg.pos_embed:
+            new.pos_embed.copy_(new.pos_embed @ R.T)
+        new.unembed.weight.copy_(new.unembed.weight @ R.T)
+        for l, blk in enumerate(new.blocks):
+            for site in (f"L{l}.resid", f"L{l}.mixer", f"L{l}.mlp"):
+                site_maps[site] = stream
+            blk.in_proj.weight.copy_(blk.in_proj.weight @ R.T)
+            blk.z_proj.weight.copy_(blk.z_proj.weight @ R.T)
+            blk.out_proj.weight.copy_(R @ blk.out_proj.weight)
+            blk.out_proj.bias.copy_(R @ blk.out_proj.bias)
+            # channels: permutation and scale
+            E, N = cfg.d_inner, cfg.d_state
+            perm = torch.as_tensor(rng.permutation(E))
+            s = torch.as_tensor(np.exp(rng.uniform(-1, 1, E)) if homogeneous else np.ones(E), dtype=torch.float32)
+            r = torch.as_tensor(np.exp(rng.uniform(-1, 1, E)) if homogeneous else np.ones(E), dtype=torch.float32)
+            blk.in_proj.weight.copy_((blk.in_proj.weight * s[:, None])[perm])
+            blk.in_proj.bias.copy_((blk.in_proj.bias * s)[perm])
+            blk.conv_w.copy_(blk.conv_w[perm])
+            blk.conv_b.copy_((blk.conv_b * s)[perm])
+            blk.delta_proj.weight.copy_((blk.delta_proj.weight / s[None, :])[perm][:, perm])
+            blk.delta_proj.bias.copy_(blk.delta_proj.bias[perm])
+            for lin in (blk.B_proj, blk.C_proj):
+                lin.weight.copy_((lin.weight / s[None, :])[:, perm])
+            blk.A_log.copy_(blk.A_log[perm])
+            blk.D.copy_(blk.D[perm])
+            blk.z_proj.weight.copy_((blk.z_proj.weight * r[:, None])[perm])
+            blk.z_proj.bias.copy_((blk.z_proj.bias * r)[perm])
+            blk.out_proj.weight.copy_((blk.out_proj.weight / (s * r)[None, :])[:, perm])
+            pn, sn = perm.numpy(), s.double().numpy()
+            site_maps[f"L{l}.conv"] = lambda b, pn=pn, sn=sn: _orthonormal((b * sn[None, :])[:, pn])
+            site_maps[f"L{l}.state"] = lambda b, pn=pn, sn=sn, N=N: _orthonormal(
+                (b.reshape(b.shape[0], -1, N) * sn[None, :, None])[:, pn].reshape(b.shape[0], -1))
+            if cfg.d_mlp:
+                hp = torch.as_tensor(rng.permutation(cfg.d_mlp))
+                hs = torch.as_tensor(np.exp(rng.uniform(-1, 1, cfg.d_mlp)), dtype=torch.float32)
+                blk.fc1.weight.copy_(((blk.fc1.weight @ R.T) * hs[:, None])[hp])
+                blk.fc1.bias.copy_((blk.fc1.bias * hs)[hp])
+                blk.fc2.weight.copy_((R @ blk.fc2.weight / hs[None, :])[:, hp])
+                blk.fc2.bias.copy_(R @ blk.fc2.bias)
+                hpn, hsn = hp.numpy(), hs.double().numpy()
+                site_maps[f"L{l}.mlp.hidden"] = lambda b, hpn=hpn, hsn=hsn: _orthonormal((b * hsn[None, :])[:, hpn])
+        site_maps[f"L{cfg.n_layers}.resid"] = stream
+    gt = model.ground_truth
+    if gt is not None:
+        variables = {}
+        for name, loc in gt.variables.items():
+            if loc.site not in site_maps:
+                raise ValueError(f"reparametrize: no basis map for site {loc.site!r}")
+            variables[name] = Location(loc.site, site_maps[loc.site](np.asarray(loc.basis, dtype=np.float64)), loc.lag)
+        new.ground_truth = GroundTruth(variables, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
+    new.meta = dict(model.meta, reparametrized=int(seed))
+    return new
+
+
+def _orthonormal(b: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning the same space as ``b``'s rows (a scaled basis is re-orthonormalised)."""
+    q, _ = np.linalg.qr(b.T)
+    return q.T
