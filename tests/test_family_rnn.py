@@ -51,12 +51,18 @@ def test_fast_path_equals_tapped_path_and_torch_rnn(case):
     model, tokens = case
     with torch.no_grad():
         fast = model(tokens)
-        tapped = model.run(tokens, cache=[s.name for s in model.sites]).logits
+        tapped = model.forward_loop(tokens)
+        names = [s.name for s in model.sites]
+        cached = model.run(tokens, cache=names).cache  # fused kernel, states tapped whole
+        identity = {s.name: (lambda x, pos: x) for s in model.sites if s.recurrent}
+        looped = model.run(tokens, cache=names, interventions=identity).cache  # step by step
         out, _ = model.to_torch_rnn()(model.embed(tokens))
         reference = model.readout(out)
     assert fast.shape == (*tokens.shape, model.n_classes)
     torch.testing.assert_close(fast, tapped, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(reference, tapped, atol=1e-5, rtol=1e-5)
+    for name in names:
+        torch.testing.assert_close(cached[name], looped[name], atol=1e-5, rtol=1e-5)
 
 
 def test_parameters_are_named_and_shaped_like_torch_rnn():

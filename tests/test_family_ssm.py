@@ -62,9 +62,15 @@ def test_fast_path_equals_tapped_path_on_random_models(sizes, seed, length, batc
     tokens = torch.randint(0, 5, (batch, length), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         fast, loop = model(tokens), model.forward_loop(tokens)
-        states = model.run(tokens, cache=[s.name for s in model.sites]).logits
+        names = [s.name for s in model.sites]
+        cached = model.run(tokens, cache=names)  # vectorised scan, states tapped whole
+        identity = {s.name: (lambda x, pos: x) for s in model.sites if s.recurrent}
+        looped = model.run(tokens, cache=names, interventions=identity)  # step by step
     torch.testing.assert_close(fast, loop, rtol=1e-4, atol=1e-4)
-    assert torch.equal(states, loop)
+    assert torch.equal(looped.logits, loop)
+    torch.testing.assert_close(cached.logits, loop, rtol=1e-4, atol=1e-4)
+    for name in names:
+        torch.testing.assert_close(cached.cache[name], looped.cache[name], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", COMPILED)

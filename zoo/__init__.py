@@ -3,6 +3,7 @@
 from .compile import FAMILIES, CompileError, compile
 from .ground_truth import GroundTruth, Location
 from .model import ZooModel
+from .reparametrize import reparametrize
 from .sites import RunResult, Site, Tap, add, patch
 
-__all__ = ["FAMILIES", "CompileError", "GroundTruth", "Location", "RunResult", "Site", "Tap", "ZooModel", "add", "compile", "patch"]
+__all__ = ["FAMILIES", "CompileError", "GroundTruth", "Location", "RunResult", "Site", "Tap", "ZooModel", "add", "compile", "patch", "reparametrize"]

@@ -16,12 +16,19 @@ def cmd_tasks(args) -> None:
         print(f"output classes ({task.n_classes}): {', '.join(map(str, task.classes))}\n")
         print(task.program.describe())
         return
-    rows = [("task", "vocab", "max_len", "variables", "mode", "classes", "primitives")]
+    from zoo import FAMILIES
+    from zoo.support import primitive_table, primitives_of, task_table
+
+    by_task = task_table()
+    rows = [("task", "vocab", "max_len", "variables", "mode", "classes", *FAMILIES)]
     for name in tasks.names():
         t = tasks.get(name)
-        prims = sorted({_primitive(v) for v in t.program if v.op not in ("tokens", "indices")})
-        rows.append((name, str(len(t.vocab)), str(t.max_len), str(len(t.program)), t.mode, str(t.n_classes), ", ".join(prims)))
+        compiled = ["exact" if by_task[(name, f)] is None else f"refused ({by_task[(name, f)]})" for f in FAMILIES]
+        rows.append((name, str(len(t.vocab)), str(t.max_len), str(len(t.program)), t.mode, str(t.n_classes), *compiled))
     _table(rows)
+    print("\nprimitive x family (exact: every task using it compiles exactly; refused: a compiler refuses it):\n")
+    prims = primitive_table(by_task)
+    _table([("primitive", *FAMILIES)] + [(p, *(prims[p][f] for f in FAMILIES)) for p in sorted(prims)])
     print("\n`zoo tasks NAME` prints a task's program.")
 
 
@@ -66,12 +73,6 @@ def cmd_demo(args) -> None:
     from zoo.demo import run_demo
 
     run_demo(n=args.n, seed=args.seed)
-
-
-def _primitive(v) -> str:
-    if v.op == "Aggregate":
-        return f"Aggregate[{v.select.kind}/{v.reduce}]"
-    return v.op
 
 
 def _table(rows) -> None:

@@ -58,6 +58,11 @@ class Tap:
         self.active = bool(self.wanted or self.interventions)
         self.records: dict[str, list[torch.Tensor]] = {}
 
+    def intervenes(self, name: str) -> bool:
+        """Whether this run changes site ``name``: a recurrent state must then go step by step;
+        a state that is only cached may come from a vectorised scan, tapped as a whole."""
+        return name in self.interventions
+
     def __call__(self, name: str, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
         if not self.active:
             return x

@@ -14,8 +14,10 @@ hidden size H; ``in_0`` is the embedding width). :meth:`RNN.to_torch_rnn` return
 
 Sites: ``embed`` (kind "embed", ``[B, T, E]``) and ``L{k}.hidden`` (kind "hidden",
 ``recurrent=True``, ``[B, T, H]``). The tapped path (:meth:`RNN._forward`) runs its own time loop
-and calls ``tap(f"L{k}.hidden", h, t=t)`` on every step *inside* the loop, so a patched state at
-time t is what the recurrence reads at t+1 (and what layer k+1 reads at t). The fast path
+in every layer whose state is intervened on and calls ``tap(f"L{k}.hidden", h, t=t)`` on every
+step *inside* the loop, so a patched state at time t is what the recurrence reads at t+1 (and
+what layer k+1 reads at t); a layer that is only cached runs the fused kernel and is tapped whole
+(``forward_loop`` forces the loop everywhere). The fast path
 (:meth:`RNN.forward`) runs torch's fused ReLU-RNN kernel; a hypothesis test in
 ``tests/test_family_rnn.py`` holds the two equal. The family has no residual stream, so a
 ground truth has no edges: components are ``embed`` and the layers.
@@ -110,6 +112,10 @@ class RNN(ZooModel):
         x = tap("embed", self.embed(tokens))
         B, T = tokens.shape
         for k in range(self.num_layers):
+            name = f"L{k}.hidden"
+            if not tap.intervenes(name) and T > 0:  # only cached, or untouched: fused kernel, tapped whole
+                x = tap(name, self._fused_layer(x, k))
+                continue
             w_ih, w_hh, b_ih, b_hh = self.layer_params(k)
             pre = x @ w_ih.T + (b_ih + b_hh)  # [B, T, H]: the input part of every step at once
             w_hh_t = w_hh.T
@@ -117,10 +123,21 @@ class RNN(ZooModel):
             states = []
             for t in range(T):
                 h = torch.relu(torch.addmm(pre[:, t], h, w_hh_t))
-                h = tap(f"L{k}.hidden", h, t=t)
+                h = tap(name, h, t=t)
                 states.append(h)
             x = torch.stack(states, dim=1) if states else x.new_zeros(B, 0, self.hidden_size)
         return self.readout(x)
+
+    def _fused_layer(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Layer k over the whole sequence by torch's fused ReLU-RNN kernel."""
+        h0 = x.new_zeros(1, x.shape[0], self.hidden_size)
+        out, _ = torch._VF.rnn_relu(x, h0, list(self.layer_params(k)), True, 1, 0.0, self.training, False, True)
+        return out
+
+    def forward_loop(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The reference path: our own time loop in every layer (as when every state is patched)."""
+        identity = {f"L{k}.hidden": (lambda x, pos: x) for k in range(self.num_layers)}
+        return self.run(tokens, interventions=identity).logits
 
     def _flat_weights(self) -> list[torch.Tensor]:
         out = []

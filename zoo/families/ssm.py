@@ -30,9 +30,9 @@ models whose program reads ``Indices``. There is no normalisation layer.
 Two equal paths: ``run`` (and ``_forward`` with a tap) runs the recurrence as a Python loop over
 time steps, tapping ``L{l}.state`` at every step; a layer whose state is neither cached nor
 intervened on, and ``forward`` (the fast path used for training), use a vectorised scan:
-``h_t = sum_{j<=t} exp(sum_{j<i<=t} log a_i) * w_j`` with segment sums taken by a masked cumsum
-(as in Mamba-2's ``segsum``) in chunks of 32 steps, the state carried between chunks; no division
-by a cumulative product, so decays of exactly 0 or 1 stay exact. ``tests/test_family_ssm.py`` holds the two paths equal.
+a log-depth associative scan (Hillis-Steele) over the pairs (a_t, w_t = delta_t c_t B_t), composed
+as (a, w) o (a', w') = (a a', a' w + w'): products and sums only, no division by a cumulative
+product and no logarithm, so decays of exactly 0 or 1 stay exact. ``tests/test_family_ssm.py`` holds the two paths equal.
 
 Dense random init: :func:`from_config` / :func:`init_weights` (seeded). :func:`reparametrize`
 returns a function-equivalent copy: a random orthogonal rotation of the residual stream (every
@@ -179,27 +179,21 @@ class SSM(ZooModel):
         return torch.stack(ys, dim=1)
 
     @staticmethod
-    def _scan_parallel(delta, c, Bm, Cm, A, chunk: int = 32) -> torch.Tensor:
-        """All h_t at once, chunk by chunk: within a chunk h_t = exp(sum_{s<i<=t} log a_i) h_s +
-        sum_{s<j<=t} exp(sum_{j<i<=t} log a_i) w_j (s = the step before the chunk), the segment sums
-        taken by a masked cumsum; memory B * d_inner * N * chunk^2."""
+    def _scan_parallel(delta, c, Bm, Cm, A) -> torch.Tensor:
+        """All states h_t at once by a log-depth (Hillis-Steele) associative scan over the pairs (a_t, w_t),
+        composed as (a, w) o (a', w') = (a a', a' w + w'): ceil(log2 T) elementwise steps, no
+        division and no logarithm, so decays of exactly 0 or 1 stay exact."""
         T = c.shape[1]
-        la = (-delta[..., None] * A).permute(0, 2, 3, 1)  # [B, E, N, T]: log a_i
-        w = ((delta * c)[..., None] * Bm[:, :, None, :]).permute(0, 2, 3, 1)  # [B, E, N, T]
-        h_prev = torch.zeros_like(w[..., 0])
-        hs = []
-        for start in range(0, T, chunk):
-            lc, wc = la[..., start : start + chunk], w[..., start : start + chunk]
-            Q = lc.shape[-1]
-            strict = torch.tril(torch.ones(Q, Q, dtype=torch.bool, device=c.device), -1)  # i > j
-            seg = torch.cumsum(lc[..., :, None].expand(*lc.shape, Q).masked_fill(~strict, 0.0), dim=-2)  # [.., t, j]
-            causal = torch.tril(torch.ones(Q, Q, dtype=torch.bool, device=c.device))
-            L = torch.exp(seg.masked_fill(~causal, -math.inf))
-            h = (L * wc[..., None, :]).sum(-1) + torch.exp(torch.cumsum(lc, dim=-1)) * h_prev[..., None]  # [B, E, N, Q]
-            hs.append(h)
-            h_prev = h[..., -1]
-        h = torch.cat(hs, dim=-1)
-        return torch.einsum("bent,btn->bte", h, Cm)
+        a = torch.exp(-delta[..., None] * A)  # [B, T, E, N]
+        w = (delta * c)[..., None] * Bm[:, :, None, :]  # [B, T, E, N]
+        step = 1
+        while step < T:
+            a_prev = F.pad(a[:, :-step], (0, 0, 0, 0, step, 0), value=1.0)
+            w_prev = F.pad(w[:, :-step], (0, 0, 0, 0, step, 0))
+            w = a * w_prev + w
+            a = a * a_prev
+            step *= 2
+        return w  # the states h_t, [B, T, E, N]
 
     def _forward(self, tokens: torch.Tensor, tap: Tap) -> torch.Tensor:
         cfg = self.config
@@ -210,10 +204,13 @@ class SSM(ZooModel):
             delta = F.softplus(blk.delta_proj(c))
             Bm, Cm, A = blk.B_proj(c), blk.C_proj(c), torch.exp(blk.A_log)
             name = f"L{l}.state"
-            if tap.active and (name in tap.wanted or name in tap.interventions):
+            if tap.intervenes(name):  # a patched h_t must flow into h_{t+1}: step by step
                 y = self._scan_loop(l, delta, c, Bm, Cm, A, tap)
             else:
-                y = self._scan_parallel(delta, c, Bm, Cm, A)
+                states = self._scan_parallel(delta, c, Bm, Cm, A)
+                B_, T_, E_, N_ = states.shape
+                states = tap(name, states.reshape(B_, T_, E_ * N_)).reshape(B_, T_, E_, N_)
+                y = (states * Cm[:, :, None, :]).sum(-1)
             y = y + blk.D * c
             m = tap(f"L{l}.mixer", blk.out_proj(y * _act(cfg.gate, blk.z_proj(x))))
             x = x + m
@@ -226,7 +223,8 @@ class SSM(ZooModel):
     def forward_loop(self, tokens: torch.Tensor) -> torch.Tensor:
         """The reference path: the time loop in every layer (as when every state is tapped)."""
         tokens = self.check_tokens(tokens)
-        tap = Tap(self.site_list(), cache=[f"L{l}.state" for l in range(self.config.n_layers)])
+        identity = {f"L{l}.state": (lambda x, pos: x) for l in range(self.config.n_layers)}
+        tap = Tap(self.site_list(), interventions=identity)
         return self._forward(tokens, tap)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

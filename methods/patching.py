@@ -1,0 +1,259 @@
+"""The patching engine every method shares: ablation sources, metrics, a batched sweep, patch masks.
+
+Everything goes through ``model.sites``, ``model.run(tokens, cache=, interventions=)`` and
+:func:`zoo.sites.patch` / :func:`zoo.sites.add`; nothing here knows a model's family.
+
+- :func:`ablation_sources`: per site, what an ablated activation is replaced with. ``zero``
+  (a zero vector), ``mean`` (the mean activation at each position over a reference sample),
+  ``resample`` (the activation on another input: the paired source of an interchange, or a
+  fresh sample). The ablation is always an explicit argument and is recorded in the finding.
+- :func:`metric`: per-example scores of the base's correct class at the readout positions
+  (``logit``: its logit minus the mean logit; ``prob``; ``logprob``; ``changed``: the share of
+  readout positions whose prediction differs from the clean run; ``kl``: KL(clean || patched)).
+- :func:`sweep`: the activation-patching sweep over (site, position) pairs in few forwards: one
+  row per (pair, example) stacked into large batches, each row patched at its own pair only
+  (built from ``patch`` with one position per example), and rows whose patch changes nothing
+  skipped.
+- :func:`mask_interventions`: the patch-mask mechanism shared by attribution, integrated
+  gradients, ACDC and subnetwork probing: ``x -> x + p * (source - x)`` per component (site)
+  with a patch amount ``p`` (0 keeps the model, 1 ablates) that may require grad and may vary
+  per row and position.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from tasks import IGNORE
+from zoo.sites import patch
+
+from .finding import check_ablation
+
+METRICS = ("logit", "prob", "logprob", "changed", "kl")
+
+
+def device_of(model) -> torch.device:
+    try:
+        return next(iter(model.parameters())).device
+    except (StopIteration, AttributeError, TypeError):
+        return torch.device("cpu")
+
+
+def site_names(model, sites: Iterable[str] | None = None) -> list[str]:
+    """The model's site names in its order, or the requested ones (checked)."""
+    all_names = [s.name for s in model.sites]
+    if sites is None:
+        return all_names
+    sites = list(sites)
+    unknown = [s for s in sites if s not in all_names]
+    if unknown:
+        raise ValueError(f"unknown sites {unknown}; this model's sites: {', '.join(all_names)}")
+    return sites
+
+
+def as_tokens(model, tokens) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(tokens), dtype=torch.long, device=device_of(model))
+
+
+def cache(model, tokens, sites: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits and cached activations ``[B, T, W]`` at ``sites`` (no grad)."""
+    with torch.no_grad():
+        res = model.run(as_tokens(model, tokens), cache=list(sites))
+    return res.logits, res.cache
+
+
+def ablation_sources(model, task, base, sites: Sequence[str], ablation: str, *, seed: int = 0, source=None, n_reference: int = 64) -> dict[str, torch.Tensor]:
+    """Per site, the activation an ablated site takes, broadcastable to the base's ``[B, T, W]``.
+
+    ``resample`` uses ``source`` tokens (the paired inputs of an interchange) when given, else a
+    fresh seeded sample of the same shape; ``mean`` the per-position mean over ``n_reference``
+    sampled inputs of the base's length; ``zero`` zeros.
+    """
+    check_ablation(ablation)
+    base = np.asarray(base)
+    B, T = base.shape
+    dev = device_of(model)
+    if ablation == "zero":
+        return {s: torch.zeros(model.site(s).width, device=dev) for s in sites}
+    if ablation == "mean":
+        ref = task.sample(n_reference, seed=seed + 7919, length=T).tokens
+        _, acts = cache(model, ref, sites)
+        return {s: acts[s].mean(0, keepdim=True) for s in sites}
+    if source is None:
+        source = task.sample(B, seed=seed + 104729, length=T).tokens
+    source = np.asarray(source)
+    if source.shape != base.shape:
+        raise ValueError(f"source {source.shape} and base {base.shape} must have the same shape")
+    _, acts = cache(model, source, sites)
+    return acts
+
+
+def readout(task, base) -> tuple[torch.Tensor, torch.Tensor]:
+    """The base's correct classes ``[B, T]`` (0 where not read out) and the readout mask."""
+    targets = task.targets(np.asarray(base))
+    mask = targets != IGNORE
+    return torch.as_tensor(np.where(mask, targets, 0)), torch.as_tensor(mask)
+
+
+def metric(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, kind: str = "logit", clean: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-example mean over readout positions; ``logits`` ``[R, T, C]`` with ``R`` a multiple of
+    ``B`` (copies of the base batch), ``targets``/``mask`` ``[B, T]``."""
+    if kind not in METRICS:
+        raise ValueError(f"metric {kind!r} must be one of {', '.join(METRICS)}")
+    R, B = logits.shape[0], targets.shape[0]
+    reps = R // B
+    tg = targets.to(logits.device).repeat(reps, 1)
+    m = mask.to(logits.device).repeat(reps, 1).to(logits.dtype)
+    if kind == "logit":
+        val = logits.gather(-1, tg[..., None])[..., 0] - logits.mean(-1)
+    elif kind == "prob":
+        val = logits.softmax(-1).gather(-1, tg[..., None])[..., 0]
+    elif kind == "logprob":
+        val = logits.log_softmax(-1).gather(-1, tg[..., None])[..., 0]
+    else:
+        if clean is None:
+            raise ValueError(f"metric {kind!r} needs the clean logits")
+        c = clean.to(logits.device).repeat(reps, 1, 1)
+        if kind == "changed":
+            val = (logits.argmax(-1) != c.argmax(-1)).to(logits.dtype)
+        else:
+            lp = c.log_softmax(-1)
+            val = (lp.exp() * (lp - logits.log_softmax(-1))).sum(-1)
+    return (val * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def effect(patched: torch.Tensor, clean_value: torch.Tensor, kind: str) -> torch.Tensor:
+    """A patch's effect from per-example metric values: the drop for logit/prob/logprob, the
+    value itself for changed/kl (which are 0 on the clean run)."""
+    if kind in ("changed", "kl"):
+        return patched
+    return clean_value.repeat(patched.shape[0] // clean_value.shape[0]) - patched
+
+
+def _tile(source: torch.Tensor, reps: int) -> torch.Tensor:
+    """A per-example source ``[B, T, W]`` repeated for ``reps`` stacked copies of the batch."""
+    if reps == 1 or source.dim() < 3 or source.shape[0] == 1:
+        return source
+    return source.repeat(reps, 1, 1)
+
+
+def _rows_of(source: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
+    """A source for the stacked rows drawn from ``examples``: indexed if per-example, else as is."""
+    return source if source.dim() < 3 or source.shape[0] == 1 else source[examples]
+
+
+def _block_patch(source: torch.Tensor, whole: tuple[int, int, torch.Tensor], single: tuple[int, int, torch.Tensor, torch.Tensor]):
+    """One site's intervention for the stacked rows of a sweep chunk: rows ``whole[0]..whole[1]``
+    patched at every position (from examples ``whole[2]``), rows ``single[0]..single[1]`` at one
+    position each (``single[3]``, via :func:`zoo.sites.patch` with per-example positions); every
+    other row is left alone and not touched, so a row costs one patch whatever the site count."""
+    w0, w1, wex = whole
+    s0, s1, sex, spos = single
+    full = patch(_rows_of(source, wex)) if w1 > w0 else None
+    one = patch(_rows_of(source, sex), positions=spos) if s1 > s0 else None
+
+    def fn(x, pos):
+        parts, at = [], 0
+        for lo, hi, f in ((w0, w1, full), (s0, s1, one)):
+            if f is None:
+                continue
+            if lo > at:
+                parts.append(x[at:lo])
+            parts.append(f(x[lo:hi], pos))
+            at = hi
+        if at < x.shape[0]:
+            parts.append(x[at:])
+        return torch.cat(parts, 0)
+
+    return fn
+
+
+def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[str, int | None]], *, targets, mask, kind: str = "logit", clean_logits=None, max_rows: int = 512) -> np.ndarray:
+    """Effect of patching each ``(site, position)`` (position None: every position) with
+    ``sources[site]``, averaged over the base batch. Returns ``[len(pairs)]``.
+
+    The pairs are batched: one row per (pair, example), up to ``max_rows`` rows per forward,
+    each row patched at its own pair only. A row whose patch would not change the activation
+    (the source equals the base there, e.g. at BOS, or at a site that is constant) has effect 0
+    without running; causality and determinism make that exact.
+    """
+    base_t = as_tokens(model, base)
+    B = base_t.shape[0]
+    used = list(dict.fromkeys(site for site, _ in pairs))
+    with torch.no_grad():
+        res = model.run(base_t, cache=used)
+    if clean_logits is None:
+        clean_logits = res.logits
+    targets, mask = targets.to(base_t.device), mask.to(base_t.device)
+    clean_value = metric(clean_logits, targets, mask, kind, clean_logits)
+    # sorted by site, whole-site patches first: each site's rows form two contiguous blocks
+    order = sorted(range(len(pairs)), key=lambda i: (used.index(pairs[i][0]), -1 if pairs[i][1] is None else pairs[i][1]))
+    work = []  # (pair index, examples whose activation the patch changes)
+    for i in order:
+        site, pos = pairs[i]
+        acts = res.cache[site]
+        src = sources[site].to(acts.dtype)
+        if pos is None:
+            changed = (src.expand_as(acts) != acts).flatten(1).any(1)
+        else:
+            changed = (src.expand_as(acts)[:, pos] != acts[:, pos]).any(-1)
+        ex = changed.nonzero()[:, 0]
+        if ex.numel():
+            work.append((i, ex))
+    out = np.zeros(len(pairs))
+    chunk: list = []
+    rows = 0
+    for item in work + [None]:
+        if item is not None and (not chunk or rows + item[1].numel() <= max_rows):
+            chunk.append(item)
+            rows += item[1].numel()
+            continue
+        _run_chunk(model, base_t, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B)
+        chunk, rows = ([item], item[1].numel()) if item is not None else ([], 0)
+    return out
+
+
+def _run_chunk(model, base_t, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B):
+    if not chunk:
+        return
+    examples = torch.cat([ex for _, ex in chunk])
+    starts = np.cumsum([0] + [ex.numel() for _, ex in chunk])
+    interventions = {}
+    for site in dict.fromkeys(pairs[i][0] for i, _ in chunk):
+        ks = [k for k, (i, _) in enumerate(chunk) if pairs[i][0] == site]
+        wk = [k for k in ks if pairs[chunk[k][0]][1] is None]
+        sk = [k for k in ks if pairs[chunk[k][0]][1] is not None]
+        w0, w1 = (int(starts[wk[0]]), int(starts[wk[-1] + 1])) if wk else (0, 0)
+        s0, s1 = (int(starts[sk[0]]), int(starts[sk[-1] + 1])) if sk else (0, 0)
+        spos = torch.cat([torch.full((chunk[k][1].numel(),), int(pairs[chunk[k][0]][1]), dtype=torch.long) for k in sk]) if sk else None
+        interventions[site] = _block_patch(sources[site], (w0, w1, examples[w0:w1]), (s0, s1, examples[s0:s1], spos.to(base_t.device) if sk else None))
+    with torch.no_grad():
+        logits = model.run(base_t[examples], interventions=interventions).logits
+    row_effect = effect(metric(logits, targets[examples], mask[examples], kind, clean_logits[examples]), clean_value[examples], kind)
+    for k, (i, _) in enumerate(chunk):
+        out[i] = float(row_effect[starts[k] : starts[k + 1]].sum()) / B
+
+
+def mask_interventions(sources: dict[str, torch.Tensor], amounts: dict[str, torch.Tensor], reps: int = 1) -> dict:
+    """The patch mask: per site ``x -> x + p * (source - x)``; ``amounts[site]`` is a scalar,
+    ``[R]`` (per row) or ``[R, T]`` (per row and position) tensor of patch amounts in [0, 1]
+    (0 keeps the model's activation, 1 replaces it with the ablation); ``R`` = reps x batch."""
+    out = {}
+    for site, p in amounts.items():
+        src = sources[site]
+        full = patch(_tile(src, reps))
+
+        def fn(x, pos, full=full, p=p):
+            if p.dim() == 2:
+                amt = p[:, pos][..., None]
+            elif p.dim() == 1:
+                amt = p[:, None, None]
+            else:
+                amt = p
+            return x + amt.to(x.dtype) * (full(x, pos) - x)
+
+        out[site] = fn
+    return out
