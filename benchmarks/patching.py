@@ -9,11 +9,11 @@ one full ``model.run`` per patched (site, position). Both give the same scores (
 Target: the sweep costs at most 0.7x the naive cost. Single-threaded (``torch.set_num_threads(1)``),
 best of ``--repeats``.
 
-What the sweep saves is per-forward overhead (few large forwards instead of many small ones)
-and the rows whose patch changes nothing (the source equals the base there). A model that is
-already compute-bound at the base batch size (the induction RNN with 105-unit layers, the SSM,
-whose vectorised scan costs several times its own step loop per row) gains less: going further
-needs a run that resumes from cached activations at (site, t), which the site interface lacks.
+What the sweep saves: per-forward overhead (few large forwards instead of many small ones), the
+rows whose patch changes nothing (the source equals the base there), and the computation before
+the patched site: each forward resumes from the clean run (``model.prefix`` + ``Start``),
+skipping the layers below the chunk's lowest patched layer and, on models that resume in time
+(RNN, SSM), the time steps before its earliest patched position.
 """
 
 from __future__ import annotations

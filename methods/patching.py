@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from tasks import IGNORE
+from zoo.model import Start
 from zoo.sites import patch
 
 from .finding import check_ablation
@@ -145,28 +146,23 @@ def _rows_of(source: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
     return source if source.dim() < 3 or source.shape[0] == 1 else source[examples]
 
 
-def _block_patch(source: torch.Tensor, whole: tuple[int, int, torch.Tensor], single: tuple[int, int, torch.Tensor, torch.Tensor]):
-    """One site's intervention for the stacked rows of a sweep chunk: rows ``whole[0]..whole[1]``
-    patched at every position (from examples ``whole[2]``), rows ``single[0]..single[1]`` at one
-    position each (``single[3]``, via :func:`zoo.sites.patch` with per-example positions); every
-    other row is left alone and not touched, so a row costs one patch whatever the site count."""
-    w0, w1, wex = whole
-    s0, s1, sex, spos = single
-    full = patch(_rows_of(source, wex)) if w1 > w0 else None
-    one = patch(_rows_of(source, sex), positions=spos) if s1 > s0 else None
+def _rows_patch(source: torch.Tensor, rows: torch.Tensor, examples: torch.Tensor, positions: torch.Tensor):
+    """One site's intervention for the stacked rows of a sweep chunk: row ``rows[i]`` (which
+    holds example ``examples[i]``) is patched at ``positions[i]`` (-1: every position) with that
+    example's source; every other row is left alone, so a row costs one patch whatever the
+    number of sites."""
+    src = _rows_of(source, examples)
+    every = positions < 0
+    whole = patch(src[every] if src.dim() == 3 and src.shape[0] > 1 else src) if every.any() else None
+    one = patch(src[~every] if src.dim() == 3 and src.shape[0] > 1 else src, positions=positions[~every]) if (~every).any() else None
 
     def fn(x, pos):
-        parts, at = [], 0
-        for lo, hi, f in ((w0, w1, full), (s0, s1, one)):
-            if f is None:
-                continue
-            if lo > at:
-                parts.append(x[at:lo])
-            parts.append(f(x[lo:hi], pos))
-            at = hi
-        if at < x.shape[0]:
-            parts.append(x[at:])
-        return torch.cat(parts, 0)
+        out = x.clone()
+        if whole is not None:
+            out[rows[every]] = whole(x[rows[every]], pos)
+        if one is not None:
+            out[rows[~every]] = one(x[rows[~every]], pos)
+        return out
 
     return fn
 
@@ -178,21 +174,32 @@ def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[s
     The pairs are batched: one row per (pair, example), up to ``max_rows`` rows per forward,
     each row patched at its own pair only. A row whose patch would not change the activation
     (the source equals the base there, e.g. at BOS, or at a site that is constant) has effect 0
-    without running; causality and determinism make that exact.
+    without running; causality and determinism make that exact. Each forward resumes from the
+    clean run (``model.prefix`` and ``zoo.model.Start``): layers below the chunk's lowest patched
+    layer, and on models that resume in time the steps before its earliest patched position,
+    are taken from the clean run instead of recomputed. Pairs are ordered so that chunks share
+    late starts: by (position, layer) where the model resumes in time, else by (layer, position).
     """
     base_t = as_tokens(model, base)
-    B = base_t.shape[0]
+    B, T = base_t.shape
     used = list(dict.fromkeys(site for site, _ in pairs))
     with torch.no_grad():
         res = model.run(base_t, cache=used)
+    prefix = model.prefix(base_t)
     if clean_logits is None:
         clean_logits = res.logits
     targets, mask = targets.to(base_t.device), mask.to(base_t.device)
     clean_value = metric(clean_logits, targets, mask, kind, clean_logits)
-    # sorted by site, whole-site patches first: each site's rows form two contiguous blocks
-    order = sorted(range(len(pairs)), key=lambda i: (used.index(pairs[i][0]), -1 if pairs[i][1] is None else pairs[i][1]))
-    work = []  # (pair index, examples whose activation the patch changes)
-    for i in order:
+    layer = {s.name: s.layer for s in model.sites}
+    by_time = getattr(model, "resumes_positions", False)
+
+    def start_key(i):
+        site, pos = pairs[i]
+        p = 0 if pos is None else pos
+        return (-p, -layer[site], used.index(site)) if by_time else (-layer[site], -p, used.index(site))
+
+    work = []  # (pair index, examples whose activation the patch changes), latest starts first
+    for i in sorted(range(len(pairs)), key=start_key):
         site, pos = pairs[i]
         acts = res.cache[site]
         src = sources[site].to(acts.dtype)
@@ -211,27 +218,28 @@ def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[s
             chunk.append(item)
             rows += item[1].numel()
             continue
-        _run_chunk(model, base_t, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B)
+        _run_chunk(model, base_t, prefix, layer, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B)
         chunk, rows = ([item], item[1].numel()) if item is not None else ([], 0)
     return out
 
 
-def _run_chunk(model, base_t, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B):
+def _run_chunk(model, base_t, prefix, layer, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B):
     if not chunk:
         return
+    dev = base_t.device
     examples = torch.cat([ex for _, ex in chunk])
     starts = np.cumsum([0] + [ex.numel() for _, ex in chunk])
     interventions = {}
     for site in dict.fromkeys(pairs[i][0] for i, _ in chunk):
         ks = [k for k, (i, _) in enumerate(chunk) if pairs[i][0] == site]
-        wk = [k for k in ks if pairs[chunk[k][0]][1] is None]
-        sk = [k for k in ks if pairs[chunk[k][0]][1] is not None]
-        w0, w1 = (int(starts[wk[0]]), int(starts[wk[-1] + 1])) if wk else (0, 0)
-        s0, s1 = (int(starts[sk[0]]), int(starts[sk[-1] + 1])) if sk else (0, 0)
-        spos = torch.cat([torch.full((chunk[k][1].numel(),), int(pairs[chunk[k][0]][1]), dtype=torch.long) for k in sk]) if sk else None
-        interventions[site] = _block_patch(sources[site], (w0, w1, examples[w0:w1]), (s0, s1, examples[s0:s1], spos.to(base_t.device) if sk else None))
+        rows = torch.cat([torch.arange(int(starts[k]), int(starts[k + 1]), device=dev) for k in ks])
+        pos = torch.cat([torch.full((chunk[k][1].numel(),), -1 if pairs[chunk[k][0]][1] is None else int(pairs[chunk[k][0]][1]), dtype=torch.long, device=dev) for k in ks])
+        interventions[site] = _rows_patch(sources[site], rows, examples[rows], pos)
+    first_layer = min(layer[pairs[i][0]] for i, _ in chunk)
+    first_position = min(0 if pairs[i][1] is None else pairs[i][1] for i, _ in chunk)
+    start = Start(prefix, layer=first_layer, position=first_position, rows=examples)
     with torch.no_grad():
-        logits = model.run(base_t[examples], interventions=interventions).logits
+        logits = model.run(base_t[examples], interventions=interventions, start=start).logits
     row_effect = effect(metric(logits, targets[examples], mask[examples], kind, clean_logits[examples]), clean_value[examples], kind)
     for k, (i, _) in enumerate(chunk):
         out[i] = float(row_effect[starts[k] : starts[k + 1]].sum()) / B

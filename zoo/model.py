@@ -7,6 +7,7 @@ overridden with a vectorised implementation, which a hypothesis test holds equal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import torch
@@ -14,6 +15,40 @@ from torch import nn
 
 from .ground_truth import GroundTruth
 from .sites import NULL_TAP, Intervention, RunResult, Site, Tap
+
+
+@dataclass
+class Prefix:
+    """A clean run kept so that patched runs can resume from it (see :meth:`ZooModel.run`)."""
+
+    tokens: torch.Tensor  # [B, T]
+    logits: torch.Tensor  # [B, T, C]
+    acts: dict  # the family's resume sites -> [B, T, W]
+
+
+@dataclass
+class Start:
+    """Resume a run from ``prefix``: rows ``rows`` of its batch (None: all), recomputing only
+    layers >= ``layer`` at positions >= ``position`` and taking the rest from the clean run.
+
+    Valid when every intervention of the run touches sites of layer >= ``layer`` at positions
+    >= ``position`` only: then the result equals a full run (a hypothesis test holds the
+    families to it). A family that does not resume simply runs in full.
+    """
+
+    prefix: Prefix
+    layer: int = 0
+    position: int = 0
+    rows: torch.Tensor | None = None
+
+    def act(self, name: str) -> torch.Tensor:
+        a = self.prefix.acts[name]
+        return a if self.rows is None else a[self.rows]
+
+    @property
+    def logits(self) -> torch.Tensor:
+        lg = self.prefix.logits
+        return lg if self.rows is None else lg[self.rows]
 
 
 class ZooModel(nn.Module):
@@ -31,8 +66,14 @@ class ZooModel(nn.Module):
     def site_list(self) -> list[Site]:
         raise NotImplementedError
 
-    def _forward(self, tokens: torch.Tensor, tap: Tap) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, tap: Tap, start: Start | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    resumes_positions: bool = False  # whether a Start's position skips time steps (recurrent families)
+
+    def resume_sites(self) -> list[str]:
+        """The sites a :class:`Prefix` keeps so that runs can resume from it (none: no resuming)."""
+        return []
 
     # -- shared ------------------------------------------------------------------------------
     @property
@@ -63,11 +104,28 @@ class ZooModel(nn.Module):
         """Logits ``[B, T, n_classes]``."""
         return self._forward(self.check_tokens(tokens), NULL_TAP)
 
-    def run(self, tokens: torch.Tensor, cache: Iterable[str] = (), interventions: Mapping[str, Intervention] | None = None) -> RunResult:
-        """Logits and the cached activations, with interventions applied inside the computation."""
+    def run(self, tokens: torch.Tensor, cache: Iterable[str] = (), interventions: Mapping[str, Intervention] | None = None, start: Start | None = None) -> RunResult:
+        """Logits and the cached activations, with interventions applied inside the computation.
+
+        ``start`` resumes from a clean :meth:`prefix` run instead of computing from scratch
+        (see :class:`Start`); it cannot be combined with ``cache``.
+        """
         tap = Tap(self.site_list(), cache, interventions)
-        logits = self._forward(self.check_tokens(tokens), tap)
+        tokens = self.check_tokens(tokens)
+        if start is not None:
+            if tap.wanted:
+                raise ValueError("run(start=...) recomputes part of the model only: it cannot also cache sites")
+            if not self.resume_sites():
+                start = None
+        logits = self._forward(tokens, tap, start) if start is not None else self._forward(tokens, tap)
         return RunResult(logits, tap.collect())
+
+    def prefix(self, tokens: torch.Tensor) -> Prefix:
+        """A clean run of ``tokens`` keeping what :class:`Start` needs to resume from it."""
+        tokens = self.check_tokens(tokens)
+        with torch.no_grad():
+            res = self.run(tokens, cache=self.resume_sites())
+        return Prefix(tokens, res.logits, res.cache)
 
     def save(self, directory):
         """Write safetensors weights, a JSON config and the JSON ground truth (see zoo.store)."""

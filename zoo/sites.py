@@ -63,13 +63,15 @@ class Tap:
         a state that is only cached may come from a vectorised scan, tapped as a whole."""
         return name in self.interventions
 
-    def __call__(self, name: str, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
+    def __call__(self, name: str, x: torch.Tensor, t: int | None = None, start: int = 0) -> torch.Tensor:
+        """Tap ``x``: a whole slab ``[B, P, W]`` covering positions ``start..start+P-1``, or the
+        recurrent state ``[B, W]`` at time ``t``."""
         if not self.active:
             return x
         fn = self.interventions.get(name)
         if fn is not None:
             if t is None:
-                x = fn(x, torch.arange(x.shape[1], device=x.device))
+                x = fn(x, torch.arange(start, start + x.shape[1], device=x.device))
             else:
                 x = fn(x[:, None, :], torch.tensor([t], device=x.device))[:, 0, :]
         if name in self.wanted:

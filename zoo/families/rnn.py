@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..ground_truth import GroundTruth, Location
-from ..model import ZooModel
+from ..model import Start, ZooModel
 from ..sites import NULL_TAP, Site, Tap
 
 
@@ -69,6 +69,7 @@ class RNN(ZooModel):
     """Embedding -> multi-layer Elman RNN (ReLU) -> linear readout; see the module docstring."""
 
     family = "rnn"
+    resumes_positions = True
     config_class = RNNConfig
 
     def __init__(self, config: RNNConfig):
@@ -107,31 +108,45 @@ class RNN(ZooModel):
         return sites
 
     # -- forward passes ------------------------------------------------------------------------
-    def _forward(self, tokens: torch.Tensor, tap: Tap) -> torch.Tensor:
-        """The tapped path: our own time loop, the tap called on every recurrent state."""
-        x = tap("embed", self.embed(tokens))
+    def resume_sites(self) -> list[str]:
+        return [f"L{k}.hidden" for k in range(self.num_layers)]
+
+    def _forward(self, tokens: torch.Tensor, tap: Tap, start: Start | None = None) -> torch.Tensor:
+        """The tapped path. With ``start`` (layer k0, position j0), layers below k0 and time steps
+        before j0 come from the clean run: layer k0 reads the clean layer k0-1 from j0 on, and
+        every layer's state at j0-1 is the clean one."""
         B, T = tokens.shape
-        for k in range(self.num_layers):
+        k0, j0 = (0, 0) if start is None else (min(start.layer, self.num_layers), min(start.position, T))
+        if k0 == 0:
+            x = tap("embed", self.embed(tokens))[:, j0:]
+        else:
+            x = start.act(f"L{k0 - 1}.hidden")[:, j0:]
+        for k in range(k0, self.num_layers):
             name = f"L{k}.hidden"
-            if not tap.intervenes(name) and T > 0:  # only cached, or untouched: fused kernel, tapped whole
-                x = tap(name, self._fused_layer(x, k))
+            h0 = x.new_zeros(B, self.hidden_size) if j0 == 0 else start.act(name)[:, j0 - 1]
+            if x.shape[1] == 0:
+                break
+            if not tap.intervenes(name):  # only cached, or untouched: fused kernel, tapped whole
+                x = tap(name, self._fused_layer(x, k, h0), start=j0)
                 continue
             w_ih, w_hh, b_ih, b_hh = self.layer_params(k)
             pre = x @ w_ih.T + (b_ih + b_hh)  # [B, T, H]: the input part of every step at once
             w_hh_t = w_hh.T
-            h = x.new_zeros(B, self.hidden_size)
-            states = []
-            for t in range(T):
+            h, states = h0, []
+            for t in range(x.shape[1]):
                 h = torch.relu(torch.addmm(pre[:, t], h, w_hh_t))
-                h = tap(name, h, t=t)
+                h = tap(name, h, t=j0 + t)
                 states.append(h)
-            x = torch.stack(states, dim=1) if states else x.new_zeros(B, 0, self.hidden_size)
-        return self.readout(x)
+            x = torch.stack(states, dim=1)
+        logits = self.readout(x if x.shape[1] else x.new_zeros(B, 0, self.hidden_size))
+        if j0 > 0:
+            logits = torch.cat([start.logits[:, :j0], logits], dim=1)
+        return logits
 
-    def _fused_layer(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """Layer k over the whole sequence by torch's fused ReLU-RNN kernel."""
-        h0 = x.new_zeros(1, x.shape[0], self.hidden_size)
-        out, _ = torch._VF.rnn_relu(x, h0, list(self.layer_params(k)), True, 1, 0.0, self.training, False, True)
+    def _fused_layer(self, x: torch.Tensor, k: int, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer k over the whole sequence by torch's fused ReLU-RNN kernel, from state ``h0``."""
+        h0 = x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0
+        out, _ = torch._VF.rnn_relu(x, h0[None].contiguous(), list(self.layer_params(k)), True, 1, 0.0, self.training, False, True)
         return out
 
     def forward_loop(self, tokens: torch.Tensor) -> torch.Tensor:

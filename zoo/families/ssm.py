@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ground_truth import GroundTruth, Location
-from ..model import ZooModel
+from ..model import Start, ZooModel
 from ..sites import NULL_TAP, Site, Tap
 
 ACTIVATIONS = ("silu", "relu", "identity")
@@ -122,6 +122,7 @@ class SSMBlock(nn.Module):
 
 class SSM(ZooModel):
     family = "ssm"
+    resumes_positions = True
     config_class = SSMConfig
 
     def __init__(self, config: SSMConfig):
@@ -164,28 +165,30 @@ class SSM(ZooModel):
             out = out + F.pad(u[:, :-i], (0, 0, i, 0)) * blk.conv_w[:, i]
         return _act(self.config.act, out)
 
-    def _scan_loop(self, l: int, delta, c, Bm, Cm, A, tap: Tap) -> torch.Tensor:
+    def _scan_loop(self, l: int, delta, c, Bm, Cm, A, tap: Tap, h0=None, t0: int = 0) -> torch.Tensor:
         Bsz, T, E = c.shape
         N = A.shape[1]
-        h = c.new_zeros(Bsz, E, N)
+        h = c.new_zeros(Bsz, E, N) if h0 is None else h0
         w = (delta * c)[..., None] * Bm[:, :, None, :]  # [B, T, E, N]
         a = torch.exp(-delta[..., None] * A)
         ys = []
         name = f"L{l}.state"
         for t in range(T):
             h = a[:, t] * h + w[:, t]
-            h = tap(name, h.reshape(Bsz, E * N), t=t).reshape(Bsz, E, N)
+            h = tap(name, h.reshape(Bsz, E * N), t=t0 + t).reshape(Bsz, E, N)
             ys.append((h * Cm[:, t, None, :]).sum(-1))
         return torch.stack(ys, dim=1)
 
     @staticmethod
-    def _scan_parallel(delta, c, Bm, Cm, A) -> torch.Tensor:
+    def _scan_parallel(delta, c, Bm, Cm, A, h0=None) -> torch.Tensor:
         """All states h_t at once by a log-depth (Hillis-Steele) associative scan over the pairs (a_t, w_t),
         composed as (a, w) o (a', w') = (a a', a' w + w'): ceil(log2 T) elementwise steps, no
         division and no logarithm, so decays of exactly 0 or 1 stay exact."""
         T = c.shape[1]
         a = torch.exp(-delta[..., None] * A)  # [B, T, E, N]
         w = (delta * c)[..., None] * Bm[:, :, None, :]  # [B, T, E, N]
+        if h0 is not None:  # resuming: fold the state before the first step into its write
+            w = torch.cat([a[:, :1] * h0[:, None] + w[:, :1], w[:, 1:]], dim=1)
         step = 1
         while step < T:
             a_prev = F.pad(a[:, :-step], (0, 0, 0, 0, step, 0), value=1.0)
@@ -195,30 +198,47 @@ class SSM(ZooModel):
             step *= 2
         return w  # the states h_t, [B, T, E, N]
 
-    def _forward(self, tokens: torch.Tensor, tap: Tap) -> torch.Tensor:
+    def resume_sites(self) -> list[str]:
+        return [f"L{l}.{kind}" for l in range(self.config.n_layers) for kind in ("resid", "state")] + [f"L{self.config.n_layers}.resid"]
+
+    def _forward(self, tokens: torch.Tensor, tap: Tap, start: Start | None = None) -> torch.Tensor:
+        """The tapped path. With ``start`` (layer l0, position j0), blocks below l0 and positions
+        before j0 come from the clean run: the convolution reads the clean inputs before j0 and
+        each state resumes from its clean value at j0-1."""
         cfg = self.config
-        x = self._embed(tokens)
-        for l, blk in enumerate(self.blocks):
-            x = tap(f"L{l}.resid", x)
-            c = tap(f"L{l}.conv", self._conv(blk, blk.in_proj(x)))
+        T = tokens.shape[1]
+        l0, j0 = (0, 0) if start is None else (min(start.layer, cfg.n_layers), min(start.position, T))
+        x = self._embed(tokens)[:, j0:] if start is None else start.act(f"L{l0}.resid")[:, j0:]
+        for l in range(l0, cfg.n_layers):
+            blk = self.blocks[l]
+            x = tap(f"L{l}.resid", x, start=j0)
+            u = blk.in_proj(x)
+            lead = max(0, j0 - cfg.d_conv + 1)  # clean positions the convolution still reads
+            if j0 > lead:
+                u = torch.cat([blk.in_proj(start.act(f"L{l}.resid")[:, lead:j0]), u], dim=1)
+            c = tap(f"L{l}.conv", self._conv(blk, u)[:, j0 - lead :], start=j0)
             delta = F.softplus(blk.delta_proj(c))
             Bm, Cm, A = blk.B_proj(c), blk.C_proj(c), torch.exp(blk.A_log)
             name = f"L{l}.state"
+            h0 = None if j0 == 0 else start.act(name)[:, j0 - 1].reshape(-1, *A.shape)
             if tap.intervenes(name):  # a patched h_t must flow into h_{t+1}: step by step
-                y = self._scan_loop(l, delta, c, Bm, Cm, A, tap)
+                y = self._scan_loop(l, delta, c, Bm, Cm, A, tap, h0=h0, t0=j0)
             else:
-                states = self._scan_parallel(delta, c, Bm, Cm, A)
+                states = self._scan_parallel(delta, c, Bm, Cm, A, h0=h0)
                 B_, T_, E_, N_ = states.shape
-                states = tap(name, states.reshape(B_, T_, E_ * N_)).reshape(B_, T_, E_, N_)
+                states = tap(name, states.reshape(B_, T_, E_ * N_), start=j0).reshape(B_, T_, E_, N_)
                 y = (states * Cm[:, :, None, :]).sum(-1)
             y = y + blk.D * c
-            m = tap(f"L{l}.mixer", blk.out_proj(y * _act(cfg.gate, blk.z_proj(x))))
+            m = tap(f"L{l}.mixer", blk.out_proj(y * _act(cfg.gate, blk.z_proj(x))), start=j0)
             x = x + m
             if cfg.d_mlp:
-                hid = tap(f"L{l}.mlp.hidden", torch.relu(blk.fc1(x)))
-                x = x + tap(f"L{l}.mlp", blk.fc2(hid))
-        x = tap(f"L{cfg.n_layers}.resid", x)
-        return self.unembed(x)
+                hid = tap(f"L{l}.mlp.hidden", torch.relu(blk.fc1(x)), start=j0)
+                x = x + tap(f"L{l}.mlp", blk.fc2(hid), start=j0)
+        x = tap(f"L{cfg.n_layers}.resid", x, start=j0)
+        logits = self.unembed(x)
+        if j0 > 0:
+            logits = torch.cat([start.logits[:, :j0], logits], dim=1)
+        return logits
 
     def forward_loop(self, tokens: torch.Tensor) -> torch.Tensor:
         """The reference path: the time loop in every layer (as when every state is tapped)."""

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ground_truth import GroundTruth, Location
-from ..model import ZooModel
+from ..model import Start, ZooModel
 from ..sites import Site, Tap
 
 
@@ -151,9 +151,15 @@ class Transformer(ZooModel):
         return self._ln(x, "lnf") @ self.W_U + self.b_U
 
     # -- the tapped path ---------------------------------------------------------------------
-    def _forward(self, tokens: torch.Tensor, tap: Tap) -> torch.Tensor:
-        x = self._embed(tokens)
-        for l in range(self.config.n_layers):
+    def resume_sites(self) -> list[str]:
+        return [f"L{l}.resid" for l in range(self.config.n_layers + 1)]
+
+    def _forward(self, tokens: torch.Tensor, tap: Tap, start: Start | None = None) -> torch.Tensor:
+        """The tapped path; with ``start``, layers below ``start.layer`` come from the clean run
+        (every position is recomputed from there: attention mixes them)."""
+        first = 0 if start is None else min(start.layer, self.config.n_layers)
+        x = self._embed(tokens) if start is None else start.act(f"L{first}.resid")
+        for l in range(first, self.config.n_layers):
             x = tap(f"L{l}.resid", x)
             z = self._attention(x, l)
             heads = torch.einsum("bhte,hed->bhtd", z, self.W_O[l])
