@@ -1,4 +1,5 @@
-"""Compiled models are exact: the property tests every (task, family) is held to.
+"""Compiled models are exact: the property tests every (task, family) is held to, compiled and
+reparametrized.
 
 - predictions equal the program on generated inputs of every length, max length included;
 - patching a variable's ground-truth subspace with a source run's activation reproduces the
@@ -7,7 +8,8 @@
   the circuit, leaves every output unchanged.
 
 Pairs a family refuses must raise ``CompileError`` naming the family and the primitive; the
-expected refusals are listed in ``REFUSED`` so that a new refusal fails loudly.
+expected refusals are listed in ``REFUSED`` so that a new refusal fails loudly. The ``check_*``
+functions are reused by the family tests on synthetic programs.
 """
 
 from __future__ import annotations
@@ -26,22 +28,29 @@ from zoo import CompileError, patch
 
 from .compiled_refusals import REFUSED
 
+KINDS = ("compiled", "reparametrized")
 PAIRS = [(t, f) for t in tasks.names() for f in zoo.FAMILIES]
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+CASES = [(t, f, k) for t, f in PAIRS for k in KINDS]
+EXAMPLES = {"compiled": 40, "reparametrized": 12}
+
+
+def hypothesis_settings(n: int):
+    return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(task_name: str, family: str):
-    return zoo.compile(task_name, family)
+def compiled(task_name: str, family: str, kind: str = "compiled"):
+    model = zoo.compile(task_name, family)
+    return zoo.reparametrize(model, seed=11) if kind == "reparametrized" else model
 
 
-def model_or_refusal(task_name: str, family: str):
+def model_or_refusal(task_name: str, family: str, kind: str = "compiled"):
     if (task_name, family) in REFUSED:
         with pytest.raises(CompileError) as err:
-            compiled(task_name, family)
+            compiled(task_name, family, kind)
         assert family in str(err.value) and REFUSED[(task_name, family)] in str(err.value)
         pytest.skip(f"{family} refuses {task_name}: {err.value}")
-    return compiled(task_name, family)
+    return compiled(task_name, family, kind)
 
 
 def predict(model, tokens, **kw) -> np.ndarray:
@@ -56,30 +65,31 @@ def assert_matches(task, tokens, predicted, expected, mask):
         raise AssertionError(f"{wrong.sum()} wrong outputs; first input {tokens[i].tolist()}: predicted {predicted[i].tolist()}, expected {np.where(mask[i], expected[i], -1).tolist()}")
 
 
-@pytest.mark.parametrize("task_name,family", PAIRS)
-def test_compiled_model_equals_program(task_name, family):
-    task = tasks.get(task_name)
-    model = model_or_refusal(task_name, family)
+def _complement(span: np.ndarray, width: int):
+    if span.size == 0:
+        return torch.eye(width)
+    _, s, vt = np.linalg.svd(span, full_matrices=True)
+    rest = vt[span.shape[0]:]
+    return torch.as_tensor(rest, dtype=torch.float32) if rest.shape[0] else None
 
-    @SETTINGS
+
+def check_equals_program(model, task, n: int, full_sample: int = 256):
+    @hypothesis_settings(n)
     @given(strategies.batches(task, max_size=32))
     def check(tokens):
         targets = task.targets(tokens)
         assert_matches(task, tokens, predict(model, tokens), targets, targets != tasks.IGNORE)
 
     check()
-    full = task.sample(256, seed=1)  # at max length, with the task's balanced sampler
+    full = task.sample(full_sample, seed=1)  # at max length, with the task's balanced sampler
     assert_matches(task, full.tokens, predict(model, full.tokens), full.targets, full.targets != tasks.IGNORE)
 
 
-@pytest.mark.parametrize("task_name,family", PAIRS)
-def test_ground_truth_patching_reproduces_counterfactuals(task_name, family):
-    task = tasks.get(task_name)
-    model = model_or_refusal(task_name, family)
+def check_ground_truth_patching(model, task, n: int):
     gt = model.ground_truth
     assert set(gt.variables) == set(task.program.names), "every program variable has a location"
 
-    @SETTINGS
+    @hypothesis_settings(n)
     @given(strategies.interventions(task, max_size=32))
     def check(case):
         base, source, variable, position = case
@@ -93,29 +103,23 @@ def test_ground_truth_patching_reproduces_counterfactuals(task_name, family):
     check()
 
 
-@pytest.mark.parametrize("task_name,family", PAIRS)
-def test_patching_outside_ground_truth_changes_nothing(task_name, family):
-    task = tasks.get(task_name)
-    model = model_or_refusal(task_name, family)
+def check_outside_ground_truth(model, task, n: int):
     gt = model.ground_truth
     sites = {s.name: s for s in model.sites}
     outside = [s for s in sites if s not in gt.circuit and s not in gt.site_variables]
 
-    @SETTINGS
+    @hypothesis_settings(n)
     @given(strategies.pairs(task, max_size=32))
     def check(pair):
         base, source = pair
         expected = task.targets(base)
         mask = expected != tasks.IGNORE
-        names = list(gt.site_variables) + outside
-        cache = model.run(torch.as_tensor(source), cache=names).cache
-        for site, variables in gt.site_variables.items():
-            span = gt.subspace_at(site)
-            complement = _complement(span, sites[site].width)
-            if complement is None:
-                continue
-            got = predict(model, base, interventions={site: patch(cache[site], basis=complement)})
-            assert_matches(task, base, got, expected, mask)
+        cache = model.run(torch.as_tensor(source), cache=list(gt.site_variables) + outside).cache
+        for site in gt.site_variables:
+            complement = _complement(gt.subspace_at(site), sites[site].width)
+            if complement is not None:
+                got = predict(model, base, interventions={site: patch(cache[site], basis=complement)})
+                assert_matches(task, base, got, expected, mask)
         for site in outside:
             got = predict(model, base, interventions={site: patch(cache[site])})
             assert_matches(task, base, got, expected, mask)
@@ -123,9 +127,24 @@ def test_patching_outside_ground_truth_changes_nothing(task_name, family):
     check()
 
 
-def _complement(span: np.ndarray, width: int):
-    if span.size == 0:
-        return torch.eye(width)
-    _, s, vt = np.linalg.svd(span, full_matrices=True)
-    rest = vt[span.shape[0]:]
-    return torch.as_tensor(rest, dtype=torch.float32) if rest.shape[0] else None
+@pytest.mark.parametrize("task_name,family,kind", CASES)
+def test_compiled_model_equals_program(task_name, family, kind):
+    check_equals_program(model_or_refusal(task_name, family, kind), tasks.get(task_name), EXAMPLES[kind])
+
+
+@pytest.mark.parametrize("task_name,family,kind", CASES)
+def test_ground_truth_patching_reproduces_counterfactuals(task_name, family, kind):
+    check_ground_truth_patching(model_or_refusal(task_name, family, kind), tasks.get(task_name), EXAMPLES[kind])
+
+
+@pytest.mark.parametrize("task_name,family,kind", CASES)
+def test_patching_outside_ground_truth_changes_nothing(task_name, family, kind):
+    check_outside_ground_truth(model_or_refusal(task_name, family, kind), tasks.get(task_name), EXAMPLES[kind] // 2)
+
+
+@pytest.mark.parametrize("task_name,family", PAIRS)
+def test_reparametrized_bases_are_not_axis_aligned(task_name, family):
+    model = model_or_refusal(task_name, family, "reparametrized")
+    tokens = model.ground_truth.variables[tasks.get(task_name).program.tokens.name]
+    assert np.abs(tokens.basis).max() < 1 - 1e-6, "reparametrize left the token subspace axis-aligned"
+    assert model.meta["reparametrized"] == 11

@@ -23,7 +23,7 @@ from tasks.task import Task
 from zoo import CompileError, patch
 from zoo.families.rnn import RNN, RNNConfig, from_config, reparametrize
 
-from .test_compiled import _complement, assert_matches, predict
+from .test_compiled import assert_matches, predict
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -179,51 +179,6 @@ def test_lengths_needing_too_wide_a_layer_are_refused():
     with pytest.raises(CompileError) as err:
         zoo.compile("parity", "rnn", max_len=30_000)
     assert err.value.family == "rnn" and "units" in err.value.reason
-
-
-# -- the acceptance checks on reparametrised models ----------------------------------------------
-@pytest.mark.parametrize("task_name", tasks.names())
-def test_reparametrized_compiled_models_pass_the_acceptance_checks(task_name):
-    task = tasks.get(task_name)
-    model = reparametrize(zoo.compile(task_name, "rnn"), seed=11)
-    gt = model.ground_truth
-    sites = {s.name: s for s in model.sites}
-    tokens_basis = gt.variables[task.program.tokens.name].basis
-    assert np.abs(tokens_basis).max() < 1 - 1e-6  # the embedding is rotated: tokens are no longer axis-aligned
-
-    @FEW
-    @given(strategies.batches(task, max_size=16))
-    def exact(tokens):
-        targets = task.targets(tokens)
-        assert_matches(task, tokens, predict(model, tokens), targets, targets != tasks.IGNORE)
-
-    @FEW
-    @given(strategies.interventions(task, max_size=16))
-    def variables_patch(case):
-        base, source, variable, position = case
-        loc = gt.variables[variable]
-        src = model.run(torch.as_tensor(source), cache=[loc.site]).cache[loc.site]
-        got = predict(model, base, interventions={loc.site: patch(src, positions=torch.as_tensor(position + loc.lag), basis=loc.tensor())})
-        cf = task.counterfactual(base, source, variable, position)
-        assert_matches(task, base, got, cf.outputs, cf.mask)
-
-    @FEW
-    @given(strategies.pairs(task, max_size=16))
-    def complement_inert(pair):
-        base, source = pair
-        expected = task.targets(base)
-        cache = model.run(torch.as_tensor(source), cache=list(gt.site_variables)).cache
-        for site in gt.site_variables:
-            complement = _complement(gt.subspace_at(site), sites[site].width)
-            if complement is not None:
-                got = predict(model, base, interventions={site: patch(cache[site], basis=complement)})
-                assert_matches(task, base, got, expected, expected != tasks.IGNORE)
-
-    exact()
-    full = task.sample(128, seed=3)
-    assert_matches(task, full.tokens, predict(model, full.tokens), full.targets, full.targets != tasks.IGNORE)
-    variables_patch()
-    complement_inert()
 
 
 # -- primitives the catalog does not use, on a synthetic program ---------------------------------

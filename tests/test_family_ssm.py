@@ -21,7 +21,7 @@ from zoo import CompileError, patch
 from zoo.families.ssm import SSMConfig, from_config, reparametrize
 
 from .compiled_refusals import SSM as SSM_REFUSED
-from .test_compiled import _complement, assert_matches, predict
+from .test_compiled import check_equals_program, check_ground_truth_patching, check_outside_ground_truth, predict
 
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 COMPILED = [t for t in tasks.names() if (t, "ssm") not in SSM_REFUSED]
@@ -164,58 +164,11 @@ def test_reparametrized_model_is_equivalent_and_not_axis_aligned(name):
     assert not torch.allclose(a, b, atol=1e-2)
 
 
-@pytest.mark.parametrize("name", COMPILED)
-def test_reparametrized_model_passes_the_acceptance_checks(name):
-    check_acceptance(rotated(name), tasks.get(name), REPARAM)
-
-
-REPARAM = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def check_acceptance(model, task, config):
-    """The three checks of tests/test_compiled.py on ``model``: predictions == program, ground-truth
-    patching == counterfactuals, patching outside the ground truth changes nothing."""
-    gt = model.ground_truth
-    assert set(gt.variables) == set(task.program.names)
-    sites = {s.name: s for s in model.sites}
-    outside = [s for s in sites if s not in gt.circuit and s not in gt.site_variables]
-
-    @config
-    @given(strategies.batches(task, max_size=16))
-    def equals_program(tokens):
-        targets = task.targets(tokens)
-        assert_matches(task, tokens, predict(model, tokens), targets, targets != tasks.IGNORE)
-
-    @config
-    @given(strategies.interventions(task, max_size=16))
-    def patching_reproduces_counterfactuals(case):
-        base, source, variable, position = case
-        loc = gt.variables[variable]
-        src = model.run(torch.as_tensor(source), cache=[loc.site]).cache[loc.site]
-        fn = patch(src, positions=torch.as_tensor(position + loc.lag), basis=loc.tensor())
-        cf = task.counterfactual(base, source, variable, position)
-        assert_matches(task, base, predict(model, base, interventions={loc.site: fn}), cf.outputs, cf.mask)
-
-    @config
-    @given(strategies.pairs(task, max_size=16))
-    def patching_outside_changes_nothing(pair):
-        base, source = pair
-        expected = task.targets(base)
-        mask = expected != tasks.IGNORE
-        cache = model.run(torch.as_tensor(source), cache=list(gt.site_variables) + outside).cache
-        for site in gt.site_variables:
-            complement = _complement(gt.subspace_at(site), sites[site].width)
-            if complement is not None:
-                got = predict(model, base, interventions={site: patch(cache[site], basis=complement)})
-                assert_matches(task, base, got, expected, mask)
-        for site in outside:
-            assert_matches(task, base, predict(model, base, interventions={site: patch(cache[site])}), expected, mask)
-
-    equals_program()
-    full = task.sample(256, seed=1)
-    assert_matches(task, full.tokens, predict(model, full.tokens), full.targets, full.targets != tasks.IGNORE)
-    patching_reproduces_counterfactuals()
-    patching_outside_changes_nothing()
+def check_acceptance(model, task, n):
+    """The three checks of tests/test_compiled.py on ``model``."""
+    check_equals_program(model, task, n)
+    check_ground_truth_patching(model, task, n)
+    check_outside_ground_truth(model, task, n)
 
 
 # -- primitives the catalogue does not use: every (selection, reduction) and value encoding -------
@@ -261,7 +214,7 @@ def test_every_reduction_and_encoding_compiles_exactly(reparam):
     model = zoo.compile(MIXED, "ssm")
     if reparam:
         model = reparametrize(model, seed=3)
-    check_acceptance(model, MIXED, REPARAM if reparam else FEW)
+    check_acceptance(model, MIXED, 10)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -17,7 +17,7 @@ def cmd_tasks(args) -> None:
         print(task.program.describe())
         return
     from zoo import FAMILIES
-    from zoo.support import primitive_table, primitives_of, task_table
+    from zoo.support import primitive_table, task_table
 
     by_task = task_table()
     rows = [("task", "vocab", "max_len", "variables", "mode", "classes", *FAMILIES)]
