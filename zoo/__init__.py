@@ -7,3 +7,12 @@ from .reparametrize import reparametrize
 from .sites import RunResult, Site, Tap, add, patch
 
 __all__ = ["FAMILIES", "CompileError", "GroundTruth", "Location", "RunResult", "Site", "Tap", "ZooModel", "add", "compile", "patch", "reparametrize"]
+
+
+def __getattr__(name):
+    """``zoo.train`` imports Lightning, which is slow: load it on first use."""
+    if name == "train":
+        from .training import train
+
+        return train
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

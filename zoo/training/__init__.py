@@ -1,0 +1,19 @@
+"""Trained models for the zoo: Lightning training with the program's algorithm planted (IIT + strict SIIT).
+
+``train(task, arch, plant=True, seed=0, ...)`` returns a model of the family's own class with its
+dense init, ``ground_truth`` set to the planted alignment and a model card in ``meta``;
+``build(...)`` fills a store directory with the compiled and trained grid (skip/resume/shard).
+Modules: :mod:`.alignment` (where each variable goes), :mod:`.iit` (the objective),
+:mod:`.datamodule`, :mod:`.lightning_module`, :mod:`.train`, :mod:`.card`, :mod:`.build`,
+:mod:`.cli`.
+"""
+
+from .train import train
+
+__all__ = ["train", "build"]
+
+
+def build(*args, **kwargs):
+    from .build import build as _build
+
+    return _build(*args, **kwargs)

@@ -1,0 +1,76 @@
+"""Model cards: what a trained model's ``config.json`` records beside its weights.
+
+``meta`` of a trained model holds ``kind: "trained"``, ``planted``, ``task``, ``family``,
+``max_len``, ``seed`` and ``card``: the config, seed, steps, wall seconds, held-out accuracy,
+per-variable IIA on held-out pairs (planted only; measured with :func:`zoo.verify.iia` on the
+ground-truth locations) and the targets. ``zoo.store.load`` refuses a trained model without it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from tasks import Task
+
+from .. import verify
+from ..store import TRAINED_CARD_KEYS as CARD_KEYS  # noqa: F401  (re-exported)
+
+ACCURACY_TARGET, IIA_TARGET = 0.99, 0.95
+
+
+def measure(model, task: Task, data, n: int = 512) -> tuple[float, dict[str, float]]:
+    """Held-out accuracy and, when the model has ground truth, each variable's held-out IIA."""
+    if any(p.device.type != "cpu" for p in model.parameters()):  # verify works on CPU tensors
+        model = copy.deepcopy(model).cpu()
+    was = model.training
+    model.eval()
+    acc = verify.accuracy(model, task, data.heldout(n))
+    iia = {}
+    if model.ground_truth is not None:
+        for k, (name, loc) in enumerate(model.ground_truth.variables.items()):
+            base, source, _, position = data.heldout_pairs(name, k, n)
+            value = verify.iia(model, task, name, loc, base, source, position)
+            iia[name] = 1.0 if value != value else value  # no counted position: nothing to get wrong
+    model.train(was)
+    return acc, iia
+
+
+def reached(acc: float, iia: dict) -> bool:
+    return acc >= ACCURACY_TARGET and all(v >= IIA_TARGET for v in iia.values())
+
+
+def make_card(model, *, seed, steps, seconds, acc, iia, planted) -> dict:
+    return {
+        "config": dataclasses.asdict(model.config),
+        "seed": int(seed),
+        "steps": int(steps),
+        "wall_seconds": round(float(seconds), 2),
+        "heldout_accuracy": float(acc),
+        "iia": {k: float(v) for k, v in iia.items()},
+        "min_iia": float(min(iia.values())) if iia else None,
+        "planted": bool(planted),
+        "targets": {"accuracy": ACCURACY_TARGET, "iia": IIA_TARGET if planted else None},
+        "reached": bool(reached(acc, iia)),
+        "params": int(sum(p.numel() for p in model.parameters())),
+    }
+
+
+def format_card(meta: dict) -> str:
+    c = meta["card"]
+    lines = [
+        f"model card: {meta['family']} trained on {meta['task']} (seed {c['seed']}, {'planted' if c['planted'] else 'unplanted: no ground truth beyond behaviour'})",
+        f"  params {c['params']:,}   steps {c['steps']}   wall {c['wall_seconds']:.1f} s",
+        f"  held-out accuracy {c['heldout_accuracy']:.4f} (target {c['targets']['accuracy']})",
+    ]
+    for name, v in c["iia"].items():
+        lines.append(f"  IIA {name:<16} {v:.4f}")
+    lines.append(f"  targets reached: {'yes' if c['reached'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def card_problem(meta: dict) -> str | None:
+    """Why a trained model's card is unusable, or None when it is complete."""
+    from ..store import _card_problem
+
+    return _card_problem(meta)

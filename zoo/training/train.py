@@ -1,0 +1,102 @@
+"""``train(task, arch, ...)``: a zoo model trained with Lightning, the algorithm planted or not.
+
+The model is the family's own class (``zoo.families``) with its dense random init
+(``from_config(config, seed)``), sized by :func:`zoo.training.alignment.plan` from the compiled
+model (its number of layers; widths from the planted blocks plus free room). Planted training
+adds IIT and strict SIIT (:mod:`zoo.training.iit`) and the alignment becomes ``ground_truth``;
+unplanted training has ``ground_truth = None`` (nothing known beyond behaviour). The run stops
+when held-out accuracy >= 99% and (planted) every variable's held-out IIA >= 95%, or at
+``max_steps`` / ``max_minutes``. The card (:mod:`zoo.training.card`) goes into ``model.meta``.
+
+Determinism: the same seed gives the same weights on CPU (seeded init, seeded batches,
+``seed_everything``, Lightning's ``deterministic=True``). Scaling goes through Lightning's own
+``devices`` / ``strategy`` / ``num_nodes``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+import warnings
+
+import lightning as L
+import torch
+
+import tasks as tasks_pkg
+from tasks import Task
+
+from . import alignment, card
+from .datamodule import TaskDataModule
+from .lightning_module import ZooLightningModule
+
+DEFAULT_MAX_STEPS = 5000
+
+
+def build_model(task: Task, arch: str, seed: int, plan: alignment.Plan):
+    module = importlib.import_module(f"zoo.families.{arch}")
+    from ..families import family_class
+
+    cls = family_class(arch)
+    config = cls.config_class(vocab_size=len(task.vocab), n_classes=task.n_classes, max_len=task.max_len, **plan.config)
+    return module.from_config(config, seed=seed)
+
+
+def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max_steps: int | None = None, max_minutes: float | None = None,
+          devices=1, strategy="auto", accelerator: str = "cpu", num_nodes: int = 1, batch_size: int = 64, lr: float = 3e-3,
+          eval_every: int = 50, progress_bar: bool = False, num_threads: int | None = 1, **size):
+    """Train a ``arch`` model on ``task`` (see the module docstring); returns the model (eval mode).
+
+    ``size`` overrides the planned config fields (``d_model=``, ``hidden_size=``, ``n_layers=``...).
+    ``num_threads``: torch's intra-op threads during training (1 by default: these models are
+    tiny, and on a shared CPU more threads make every step many times slower); None leaves it.
+    """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        return _train(task, arch, plant=plant, seed=seed, max_steps=max_steps, max_minutes=max_minutes, devices=devices, strategy=strategy,
+                      accelerator=accelerator, num_nodes=num_nodes, batch_size=batch_size, lr=lr, eval_every=eval_every, progress_bar=progress_bar, **size)
+    finally:  # leave the caller's torch settings as they were (Lightning's deterministic=True sets them globally)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy, accelerator, num_nodes, batch_size, lr, eval_every, progress_bar, **size):
+    from ..compile import check_family
+
+    task = tasks_pkg.get(task) if isinstance(task, str) else task
+    check_family(arch)
+    start = time.perf_counter()
+    plan = alignment.plan(task, arch, **size)
+    L.seed_everything(seed, verbose=False)
+    model = build_model(task, arch, seed, plan)
+    locations, free, variables, strict_sites = {}, {}, [], []
+    if plant:
+        model.ground_truth = alignment.ground_truth(plan, model)
+        locations = {n: (loc.site, loc.tensor()) for n, loc in model.ground_truth.variables.items()}
+        strict_sites = alignment.strict_sites(plan, model)
+        free = {s: torch.as_tensor(alignment.free_basis(plan, model, s)) for s in strict_sites}
+        variables = list(task.program.names)
+    data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, strict_sites=strict_sites)
+    module = ZooLightningModule(model, task, planted=plant, locations=locations, free=free, lr=lr, eval_every=eval_every)
+    kwargs = {}
+    if max_minutes is not None:
+        kwargs["max_time"] = {"seconds": float(max_minutes) * 60}
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+        max_steps=max_steps if max_steps is not None else DEFAULT_MAX_STEPS, max_epochs=None,
+        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_bar,
+        deterministic=True, log_every_n_steps=10, num_sanity_val_steps=0, **kwargs,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|LightningModule.log|smaller than the logging interval|sync_dist).*")
+        trainer.fit(module, datamodule=data)
+    model = module.model.cpu().eval()
+    acc, iia = card.measure(model, task, data, n=512)
+    seconds = time.perf_counter() - start
+    model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
+    model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant)
+    return model
