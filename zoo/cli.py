@@ -72,7 +72,30 @@ def cmd_check(args) -> None:
 def cmd_demo(args) -> None:
     from zoo.demo import run_demo
 
-    run_demo(n=args.n, seed=args.seed)
+    run_demo(out=args.out, seed=args.seed)
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    import evaluation
+    from evaluation.summary import render_text
+
+    torch.set_num_threads(args.threads)
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    rows = evaluation.evaluate(args.method, args.task or None, args.arch or None, kinds=kinds, out=args.out, seed=args.seed,
+                               budget=args.budget, method_budget=args.method_budget, ablation=args.ablation)
+    print()
+    print(render_text(evaluation.summarize(rows)))
+    print(f"\nresults: {args.out}/results.jsonl  (`zoo report {args.out}` writes the report)")
+
+
+def cmd_report(args) -> None:
+    from evaluation.report import write_report
+
+    write_report(args.dir, plots=not args.no_plots)
+    print(f"wrote {args.dir}/report.md and {args.dir}/report.html")
 
 
 def _table(rows) -> None:
@@ -102,9 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("demo", help="the whole loop on a laptop CPU in about a minute")
-    p.add_argument("-n", type=int, default=256, help="examples per check")
+    p.add_argument("--out", default="zoo-demo", help="directory for results and the report (default ./zoo-demo)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("evaluate", help="score methods against the ground truth over a grid of models (resumable)")
+    p.add_argument("--method", action="append", required=True, help="a method name or import path pkg.mod:fn (repeatable)")
+    p.add_argument("--task", action="append", help="a task (repeatable; default every task)")
+    p.add_argument("--arch", action="append", help="transformer, rnn or ssm (repeatable; default all)")
+    p.add_argument("--kinds", default="compiled,reparametrized", help="comma-separated: compiled, reparametrized, trained")
+    p.add_argument("--out", required=True, help="directory for results.jsonl (an existing run there resumes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=float, default=None, help="wall-clock seconds per method call (a slower call is a failed cell)")
+    p.add_argument("--method-budget", type=int, default=None, help="the method's own budget (inputs or pairs)")
+    p.add_argument("--ablation", default="resample", help="ablation for faithfulness: zero, mean or resample")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the models are tiny)")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("report", help="write DIR/report.md and a static DIR/report.html from DIR/results.jsonl")
+    p.add_argument("dir")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_report)
+    from zoo.training.cli import add_train_parser  # argparse only; Lightning loads on `zoo train`
+
+    add_train_parser(sub)
     return parser
 
 

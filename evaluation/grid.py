@@ -1,0 +1,285 @@
+"""The evaluation grid: every (method, task, family, kind) cell scored and written as it finishes.
+
+``evaluate(methods, tasks, archs, kinds=("compiled", "reparametrized"), out=DIR, seed=0,
+budget=None)`` appends one JSON line per cell to ``DIR/results.jsonl`` as soon as the cell
+finishes, so an interrupted run resumes: cells already in the file (finished or failed) are
+skipped, a torn last line is ignored. A method that raises, or runs past ``budget`` wall-clock
+seconds (enforced with a SIGALRM timer in the main thread), becomes a failed cell carrying the
+error and the grid goes on. Each invocation appends a record of the run (versions of torch,
+numpy and the package, the seed, the ablation, the machine) to ``DIR/runs.jsonl``.
+
+Kinds: ``compiled`` (``zoo.compile(task, family)``), ``reparametrized``
+(``zoo.reparametrize(model, seed=seed + 1)``: rotated/permuted bases, ground truth moved along),
+and ``trained``, which is skipped with a note in every run record: ``zoo.training`` trains models
+(minutes each) but keeps no ready-made store of trained models to load in seconds.
+
+Scores per finding kind (see :mod:`evaluation.metrics`), and the cell's headline ``score``:
+
+- SiteScores: ``auroc`` (node AUROC of |score|; headline), ``auroc_signed``, ``precision_at_k``
+  / ``recall_at_k`` / ``faithfulness_at_k`` of the top-k components with k the size of the
+  ground-truth circuit among them, ``cpr`` / ``cmd`` over the ranking; the scores per
+  (site, position) are kept for the report's heatmaps.
+- Alignment: ``iia`` (mean over variables, held-out pairs; headline), ``overlap`` (mean subspace
+  overlap with the ground-truth basis), and both per variable.
+- Circuit: ``faithfulness`` (headline), ``precision`` / ``recall`` over components, ``auroc`` of
+  its per-component evidence when it has some, and ``edge_precision`` / ``edge_recall`` (and
+  ``edge_auroc`` of the path-patching scores in ``meta["edge_scores"]``) where the ground truth
+  has edges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("compiled", "reparametrized", "trained")
+TRAINED_NOTE = "kind 'trained' skipped: zoo.training trains models (minutes each) but provides no ready-made trained models to load quickly"
+
+
+class BudgetExceeded(TimeoutError):
+    pass
+
+
+def cell_key(d: dict) -> tuple:
+    return (d["method"], d["task"], d["family"], d["kind"])
+
+
+def read_results(out) -> list[dict]:
+    """The cells in ``out/results.jsonl`` (a torn or corrupt line is skipped)."""
+    path = Path(out) / "results.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(d, dict) and all(k in d for k in ("method", "task", "family", "kind")):
+                rows.append(d)
+    return rows
+
+
+def run_record(seed: int, ablation: str, budget, kinds, notes) -> dict:
+    import torch
+
+    try:
+        from importlib import metadata
+
+        version = metadata.version("circuit-zoo")
+    except Exception:  # not installed
+        version = "unknown"
+    return {"type": "run", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": seed, "ablation": ablation, "budget_s": budget,
+            "kinds": list(kinds), "notes": list(notes),
+            "versions": {"torch": torch.__version__, "numpy": np.__version__, "circuit-zoo": version, "python": platform.python_version()},
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                        "torch_threads": torch.get_num_threads()}}
+
+
+@contextmanager
+def time_limit(seconds):
+    """Raise BudgetExceeded after ``seconds`` of wall-clock time (main thread only; elsewhere the
+    limit is checked after the method returns)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise BudgetExceeded(f"ran past its budget of {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def cell_seed(seed: int, task: str, family: str, kind: str) -> int:
+    """The seed a cell's method and metrics use: the run's seed mixed with a stable hash of
+    (task, family, kind), so that cells draw independent inputs (and the random control
+    independent scores) while a rerun reproduces every cell exactly."""
+    import zlib
+
+    return int(seed) * 1_000_003 + zlib.crc32(f"{task}/{family}/{kind}".encode()) % 1_000_000
+
+
+def _model(task, family: str, kind: str, seed: int):
+    import zoo
+
+    model = zoo.compile(task, family, seed=0)
+    if kind == "reparametrized":
+        model = zoo.reparametrize(model, seed=seed + 1)
+    model.eval()
+    return model
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def score_finding(finding, model, task, *, ablation: str = "resample", seed: int = 0, n: int = 64, n_pairs: int = 256) -> dict:
+    """The metrics of one finding against ``model.ground_truth`` (see module doc)."""
+    from . import metrics as M
+
+    truth = model.ground_truth
+    out: dict = {"finding": finding.kind}
+    if finding.kind == "site_scores":
+        names = M.components(model)
+        gt_comps = [c for c in names if c in set(truth.circuit)]
+        out["auroc"] = M.node_auroc(finding, model, truth)
+        out["auroc_signed"] = M.node_auroc(finding, model, truth, signed=True)
+        if finding.meta.get("edge_scores"):
+            es = {tuple(k.split("->")): v for k, v in finding.meta["edge_scores"].items()}
+            out["edge_auroc"] = M.edge_auroc(es, truth, list(es))
+        faith = M.Faithfulness(model, task, ablation=finding.ablation or ablation, n=n, seed=seed)
+        ranked = M.top_k(finding, names, len(names))
+        top = ranked[: len(gt_comps)]
+        out["precision_at_k"], out["recall_at_k"] = M.precision_recall(top, gt_comps)
+        out["faithfulness_at_k"] = faith(top)
+        out["cpr"], out["cmd"] = M.cpr_cmd(faith.curve(ranked))
+        out["ablation"] = faith.ablation
+        out["score"] = out["auroc"]
+        out["site_scores"] = {s: [round(float(x), 5) for x in a] for s, a in finding.scores.items()}
+        out["truth_sites"] = list(truth.circuit)
+        out["sites"] = [s.name for s in model.sites]
+    elif finding.kind == "alignment":
+        rec = M.variable_recovery(finding, model, task, truth, n=n_pairs, seed=seed + 50_000)
+        iias = [v["iia"] for v in rec.values() if math.isfinite(v["iia"])]
+        out["iia"] = float(np.mean(iias)) if iias else float("nan")
+        out["overlap"] = float(np.mean([v["overlap"] for v in rec.values()]))
+        out["variables"] = rec
+        out["score"] = out["iia"]
+    else:
+        names = M.components(model)
+        gt_comps = [c for c in names if c in set(truth.circuit)]
+        found = [c for c in finding.components if c in names]
+        out["precision"], out["recall"] = M.precision_recall(found, gt_comps)
+        faith = M.Faithfulness(model, task, ablation=finding.ablation or ablation, n=n, seed=seed)
+        out["faithfulness"] = faith(found)
+        out["ablation"] = faith.ablation
+        if finding.scores:  # per-component evidence: rank it like site scores
+            from methods.finding import SiteScores
+
+            out["auroc"] = M.node_auroc(SiteScores({}, finding.scores), model, truth)
+        if truth.edges:
+            out["edge_precision"], out["edge_recall"] = M.precision_recall([tuple(e) for e in finding.edges], [tuple(e) for e in truth.edges])
+            if finding.meta.get("edge_scores"):
+                es = {tuple(k.split("->")): v for k, v in finding.meta["edge_scores"].items()}
+                out["edge_auroc"] = M.edge_auroc(es, truth, list(es))
+        out["score"] = out["faithfulness"]
+    return {k: (_finite(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int = 0, budget=None, method_budget=None, ablation: str = "resample",
+                  n_pairs: int = 256) -> dict:
+    """One cell: build the model, run the method (guarded, within ``budget`` seconds), score it."""
+    import methods
+    import tasks
+    from methods.registry import method_name
+
+    cseed = cell_seed(seed, task_name, family, kind)
+    row = {"method": method_name(method), "task": task_name, "family": family, "kind": kind, "seed": seed, "cell_seed": cseed}
+    start = time.perf_counter()
+    try:
+        task = tasks.get(task_name)
+        model = _model(task, family, kind, seed)
+        t0 = time.perf_counter()
+        with time_limit(budget):
+            finding = methods.run(method, model, task, seed=cseed, budget=method_budget)
+        row["method_seconds"] = round(time.perf_counter() - t0, 4)
+        if budget and row["method_seconds"] > budget:
+            raise BudgetExceeded(f"ran past its budget of {budget} s ({row['method_seconds']:.1f} s)")
+        row.update(score_finding(finding, model, task, ablation=ablation, seed=cseed, n_pairs=n_pairs))
+        row["status"] = "ok"
+    except Exception as err:  # a failed cell, the grid goes on
+        from zoo.compile import CompileError
+
+        row["status"] = "refused" if isinstance(err, CompileError) else ("timeout" if isinstance(err, BudgetExceeded) else "failed")
+        row["error"] = f"{type(err).__name__}: {err}"
+        if row["status"] == "failed":
+            row["traceback"] = traceback.format_exc(limit=4)[-2000:]
+    row["seconds"] = round(time.perf_counter() - start, 4)
+    return row
+
+
+def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized"), out="zoo-eval", seed: int = 0, budget=None,
+             method_budget=None, ablation: str = "resample", n_pairs: int = 256, progress=print, stop_after=None) -> list[dict]:
+    """Evaluate every (method, task, family, kind) cell into ``out/results.jsonl`` (see module doc).
+
+    ``methods``: names, import paths ``pkg.mod:fn`` or callables; ``tasks`` / ``archs``: default
+    every task / family; ``budget``: wall-clock seconds per method call; ``method_budget``: the
+    method's own ``budget`` (its number of inputs). ``stop_after``: raise KeyboardInterrupt
+    after that many new cells (to test resuming). Returns every cell of the grid in the file.
+    """
+    import tasks as tasks_mod
+    import zoo
+    from methods.registry import method_name
+    from zoo.compile import check_family
+
+    methods = [methods] if isinstance(methods, str) or callable(methods) else list(methods)
+    task_names = list(tasks) if tasks else list(tasks_mod.names())
+    archs = list(archs) if archs else list(zoo.FAMILIES)
+    for t in task_names:
+        tasks_mod.get(t)  # unknown task: a clear error before any work
+    for a in archs:
+        check_family(a)
+    for k in kinds:
+        if k not in KINDS:
+            raise ValueError(f"unknown kind {k!r}; valid: {', '.join(KINDS)}")
+    import methods as methods_mod
+
+    for m in methods:
+        methods_mod.get(m)  # unknown method: a clear error before any work
+    notes = []
+    if "trained" in kinds:
+        notes.append(TRAINED_NOTE)
+        progress(TRAINED_NOTE)
+        kinds = tuple(k for k in kinds if k != "trained")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "runs.jsonl", "a") as f:
+        f.write(json.dumps(run_record(seed, ablation, budget, kinds, notes)) + "\n")
+    done = {cell_key(d) for d in read_results(out)}
+    cells = [(m, t, a, k) for m in methods for t in task_names for a in archs for k in kinds]
+    total, new = len(cells), 0
+    path = out / "results.jsonl"
+    _repair_tail(path)
+    for i, (m, t, a, k) in enumerate(cells, 1):
+        key = (method_name(m), t, a, k)
+        if key in done:
+            progress(f"[{i}/{total}] {'/'.join(key)}: done before, skipped")
+            continue
+        if stop_after is not None and new >= stop_after:
+            raise KeyboardInterrupt(f"stopped after {new} cells")
+        row = evaluate_cell(m, t, a, k, seed=seed, budget=budget, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        done.add(key)
+        new += 1
+        s = row.get("score")
+        what = f"score {s:.3f}" if row["status"] == "ok" and s is not None else (row["status"] if row["status"] != "ok" else "score n/a")
+        progress(f"[{i}/{total}] {'/'.join(key)}: {what} ({row['seconds']:.2f} s)" + (f"  {row['error'][:120]}" if "error" in row else ""))
+    wanted = {(method_name(m), t, a, k) for m, t, a, k in cells}
+    return [d for d in read_results(out) if cell_key(d) in wanted]
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop a torn last line (a run killed mid-write) so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
