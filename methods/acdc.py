@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from .edges import edge_nodes, find_edges
-from .finding import Circuit, check_ablation
-from .patching import ablation_sources, as_tokens, mask_interventions, metric, readout, site_names
+from .finding import Circuit
+from .patching import as_tokens, mask_interventions, metric, setup
 
 
 def kl_with_removed(model, base_t, sources, removed, targets, mask, clean) -> float:
@@ -30,13 +30,8 @@ def kl_with_removed(model, base_t, sources, removed, targets, mask, clean) -> fl
 
 def acdc(model, task, *, seed: int = 0, budget: int | None = None, ablation: str = "resample", threshold: float = 0.01,
          sites=None, length: int | None = None, edges: bool = True, edge_threshold: float = 1e-3) -> Circuit:
-    check_ablation(ablation)
-    n = int(budget or 32)
-    length = length or task.max_len
-    base, source, _, _ = task.sample_interventions(n, seed=seed, length=length, variable=task.output.name)
-    names = site_names(model, sites)
-    sources = ablation_sources(model, task, base, site_names(model) if edges else names, ablation, seed=seed, source=source)
-    targets, mask = readout(task, base)
+    st = setup(model, task, seed=seed, budget=budget, ablation=ablation, sites=sites, length=length, all_sources=edges)
+    n, length, base, names, sources, targets, mask = st.n, st.length, st.base, st.names, st.sources, st.targets, st.mask
     base_t = as_tokens(model, base)
     with torch.no_grad():
         clean = model.run(base_t).logits

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .finding import SiteScores, check_ablation
-from .patching import ablation_sources, readout, site_names, sweep
+from .finding import SiteScores
+from .patching import setup, sweep
 
 
 def activation_patching(model, task, *, seed: int = 0, budget: int | None = None, ablation: str = "resample", metric: str = "logit",
                         sites=None, length: int | None = None, max_rows: int = 512) -> SiteScores:
-    check_ablation(ablation)
-    n = int(budget or 32)
-    length = length or task.max_len
-    base, source, _, _ = task.sample_interventions(n, seed=seed, length=length, variable=task.output.name)
-    names = site_names(model, sites)
-    sources = ablation_sources(model, task, base, names, ablation, seed=seed, source=source)
-    targets, mask = readout(task, base)
+    st = setup(model, task, seed=seed, budget=budget, ablation=ablation, sites=sites, length=length)
+    n, length, base, names, sources, targets, mask = st.n, st.length, st.base, st.names, st.sources, st.targets, st.mask
     pairs = [(s, t) for s in names for t in range(length)] + [(s, None) for s in names]
     vals = sweep(model, base, sources, pairs, targets=targets, mask=mask, kind=metric, max_rows=max_rows)
     T = length

@@ -22,23 +22,18 @@ import torch
 
 from zoo.sites import add
 
-from .finding import SiteScores, check_ablation
-from .patching import ablation_sources, as_tokens, mask_interventions, metric as metric_fn, readout, site_names
+from .finding import SiteScores
+from .patching import as_tokens, mask_interventions, setup
+from .patching import metric as metric_fn
 
 DIFFERENTIABLE = ("logit", "prob", "logprob")
 
 
 def _setup(model, task, seed, budget, ablation, metric, sites, length):
-    check_ablation(ablation)
     if metric not in DIFFERENTIABLE:
         raise ValueError(f"gradient attribution needs a differentiable metric ({', '.join(DIFFERENTIABLE)}), got {metric!r}")
-    n = int(budget or 32)
-    length = length or task.max_len
-    base, source, _, _ = task.sample_interventions(n, seed=seed, length=length, variable=task.output.name)
-    names = site_names(model, sites)
-    sources = ablation_sources(model, task, base, names, ablation, seed=seed, source=source)
-    targets, mask = readout(task, base)
-    return n, length, base, names, sources, targets, mask
+    st = setup(model, task, seed=seed, budget=budget, ablation=ablation, sites=sites, length=length)
+    return st.n, st.length, st.base, st.names, st.sources, st.targets, st.mask
 
 
 def attribution_patching(model, task, *, seed: int = 0, budget: int | None = None, ablation: str = "resample", metric: str = "logit",

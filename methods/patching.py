@@ -22,6 +22,7 @@ Everything goes through ``model.sites``, ``model.run(tokens, cache=, interventio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -90,6 +91,34 @@ def ablation_sources(model, task, base, sites: Sequence[str], ablation: str, *, 
         raise ValueError(f"source {source.shape} and base {base.shape} must have the same shape")
     _, acts = cache(model, source, sites)
     return acts
+
+
+@dataclass
+class Setup:
+    """What every ablation-based method starts from: paired base/source inputs (the source pairs
+    of ``task.sample_interventions`` on the output variable), the sites, their ablation sources
+    and the readout targets."""
+
+    n: int
+    length: int
+    base: np.ndarray
+    names: list
+    sources: dict
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+
+def setup(model, task, *, seed: int, budget, ablation: str, sites=None, length: int | None = None, all_sources: bool = False) -> Setup:
+    """The common start of an ablation-based method; ``budget`` base inputs (default 32).
+    ``all_sources``: ablation sources for every site, not only ``sites`` (for edge finding)."""
+    check_ablation(ablation)
+    n = int(budget or 32)
+    length = length or task.max_len
+    base, source, _, _ = task.sample_interventions(n, seed=seed, length=length, variable=task.output.name)
+    names = site_names(model, sites)
+    sources = ablation_sources(model, task, base, site_names(model) if all_sources else names, ablation, seed=seed, source=source)
+    targets, mask = readout(task, base)
+    return Setup(n, length, base, names, sources, targets, mask)
 
 
 def readout(task, base) -> tuple[torch.Tensor, torch.Tensor]:

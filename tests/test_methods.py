@@ -20,15 +20,6 @@ from methods.patching import ablation_sources, readout, site_names, sweep
 from zoo import GroundTruth, Location, Site, ZooModel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: torch's thread pool only adds contention for these small tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ToyParity(ZooModel):
     """Parity by a 2-state recurrence: ``h_t = (1 - x1_t) h_{t-1} + x1_t swap(h_{t-1})`` where x1
     is the embedding's token-'1' unit (the state is the running count of ones mod 2, carried to

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import methods
 import tasks
@@ -18,14 +17,6 @@ TASKS = ("parity", "shift")
 CELLS = [(f, t) for f in zoo.FAMILIES for t in TASKS]
 FAST = {"das": {"steps": 6}, "sae": {"steps": 20}, "subnetwork_probing": {"steps": 10}, "integrated_gradients": {"steps": 2}}
 KINDS = {"SiteScores": methods.SiteScores, "Alignment": methods.Alignment, "Circuit": methods.Circuit}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 _MODELS: dict = {}
