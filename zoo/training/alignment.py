@@ -99,6 +99,8 @@ def plan(task: Task, arch: str, **size) -> Plan:
             # count is rarely found (and a linear readout would need finely tuned class intervals),
             # while a unit per value (a thermometer or one-hot code, up to 32 units) trains
             dim = max(dim, min(v.value_set.size, 32))
+            if v.op == "Aggregate" and v.select.kind == "eq":  # a count per key value
+                dim = min(dim * v.select.key.value_set.size, 128)
         elif v is task.program.output and v.value_set.is_numerical:
             # read by the linear unembedding: a value per direction, not a finely tuned scalar
             dim = max(dim, min(v.value_set.size, 32))
