@@ -26,6 +26,7 @@ import torch
 
 from zoo.ground_truth import Location
 from zoo.sites import patch
+from zoo.verify import counterfactual_accuracy
 
 ABLATIONS = ("zero", "mean", "resample")
 
@@ -291,10 +292,7 @@ def alignment_iia(model, task, variable: str, aligned: AlignedVariable, n: int =
     with torch.no_grad():
         src = model.run(torch.as_tensor(source), cache=[aligned.site]).cache[aligned.site]
         got = model.run(torch.as_tensor(base), interventions={aligned.site: aligned.intervention(src, position)}).logits.argmax(-1).cpu().numpy()
-    cf = task.counterfactual(base, source, variable, position)
-    if not cf.mask.any():
-        return float("nan")
-    return float((got[cf.mask] == cf.outputs[cf.mask]).mean())
+    return counterfactual_accuracy(task, variable, base, source, position, got)
 
 
 # -- Circuit -----------------------------------------------------------------------------------

@@ -37,11 +37,16 @@ def iia(model: ZooModel, task: Task, variable: str, location: Location, base, so
     """IIA of ``location`` for ``variable`` on (base, source, position) cases (see module doc)."""
     src = model.run(torch.as_tensor(source), cache=[location.site]).cache[location.site]
     fn = patch(src, positions=torch.as_tensor(np.asarray(position) + location.lag), basis=location.tensor())
-    got = predictions(model, base, interventions={location.site: fn})
+    return counterfactual_accuracy(task, variable, base, source, position, predictions(model, base, interventions={location.site: fn}))
+
+
+def counterfactual_accuracy(task: Task, variable: str, base, source, position, predicted: np.ndarray) -> float:
+    """Share of counted positions where ``predicted`` (a patched run's argmax) equals the
+    program's counterfactual output; NaN when no position counts."""
     cf = task.counterfactual(base, source, variable, position)
     if not cf.mask.any():
         return float("nan")
-    return float((got[cf.mask] == cf.outputs[cf.mask]).mean())
+    return float((predicted[cf.mask] == cf.outputs[cf.mask]).mean())
 
 
 @dataclass

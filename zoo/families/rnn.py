@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bases import orthonormal_rows
 from ..ground_truth import GroundTruth, Location
 from ..model import Start, ZooModel
 from ..sites import NULL_TAP, Site, Tap
@@ -205,17 +206,6 @@ def from_config(config: RNNConfig | dict, seed: int = 0) -> RNN:
     return init_weights(RNN(config), seed)
 
 
-def _orthonormal_rows(rows: np.ndarray) -> np.ndarray:
-    """An orthonormal basis (rows) of the row space of ``rows`` (the rows themselves, normalised,
-    when they are already orthogonal)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    gram = rows @ rows.T
-    if np.all(np.diag(gram) > 0) and np.allclose(gram, np.diag(np.diag(gram)), atol=1e-12 * np.abs(gram).max()):
-        return rows / np.sqrt(np.diag(gram))[:, None]
-    u, s, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64), full_matrices=False)
-    return vt[s > 1e-9 * max(1.0, s.max(initial=0.0))]
-
-
 def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = (0.5, 2.0)) -> RNN:
     """A function-equivalent copy with hidden bases permuted/scaled and the embedding rotated.
 
@@ -268,7 +258,7 @@ def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = 
         for name, loc in gt.variables.items():
             k = -1 if loc.site == "embed" else int(loc.site.split(".")[0][1:])
             basis = loc.basis @ A_inv[k + 1]  # rows w -> A^{-T} w
-            moved[name] = Location(loc.site, _orthonormal_rows(basis), loc.lag)
+            moved[name] = Location(loc.site, orthonormal_rows(basis), loc.lag)
         new.ground_truth = GroundTruth(moved, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

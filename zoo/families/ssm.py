@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bases import orthonormal_rows, random_orthogonal
 from ..ground_truth import GroundTruth, Location
 from ..model import Start, ZooModel
 from ..sites import NULL_TAP, Site, Tap
@@ -287,11 +288,6 @@ def from_config(config: SSMConfig | dict, seed: int = 0) -> SSM:
 
 
 # -- reparametrisation ---------------------------------------------------------------------------
-def _random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))[None, :]
-
-
 STREAM_SITE_KINDS = ("resid", "mixer", "mlp")
 
 
@@ -310,7 +306,7 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
     rng = np.random.default_rng(seed)
     new = copy.deepcopy(model)
     cfg = new.config
-    R = torch.as_tensor(_random_orthogonal(cfg.d_model, rng), dtype=torch.float32)
+    R = torch.as_tensor(random_orthogonal(cfg.d_model, rng), dtype=torch.float32)
     homogeneous = cfg.act in ("relu", "identity") and cfg.gate in ("relu", "identity")
     site_maps = {}  # site -> function mapping a basis [k, width] (numpy) to the new coordinates
     Rn = R.double().numpy()
@@ -349,8 +345,8 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
             blk.z_proj.bias.copy_((blk.z_proj.bias * r)[perm])
             blk.out_proj.weight.copy_((blk.out_proj.weight / (s * r)[None, :])[:, perm])
             pn, sn = perm.numpy(), s.double().numpy()
-            site_maps[f"L{l}.conv"] = lambda b, pn=pn, sn=sn: _orthonormal((b * sn[None, :])[:, pn])
-            site_maps[f"L{l}.state"] = lambda b, pn=pn, sn=sn, N=N: _orthonormal(
+            site_maps[f"L{l}.conv"] = lambda b, pn=pn, sn=sn: orthonormal_rows((b * sn[None, :])[:, pn])
+            site_maps[f"L{l}.state"] = lambda b, pn=pn, sn=sn, N=N: orthonormal_rows(
                 (b.reshape(b.shape[0], -1, N) * sn[None, :, None])[:, pn].reshape(b.shape[0], -1))
             if cfg.d_mlp:
                 hp = torch.as_tensor(rng.permutation(cfg.d_mlp))
@@ -360,7 +356,7 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
                 blk.fc2.weight.copy_((R @ blk.fc2.weight / hs[None, :])[:, hp])
                 blk.fc2.bias.copy_(R @ blk.fc2.bias)
                 hpn, hsn = hp.numpy(), hs.double().numpy()
-                site_maps[f"L{l}.mlp.hidden"] = lambda b, hpn=hpn, hsn=hsn: _orthonormal((b * hsn[None, :])[:, hpn])
+                site_maps[f"L{l}.mlp.hidden"] = lambda b, hpn=hpn, hsn=hsn: orthonormal_rows((b * hsn[None, :])[:, hpn])
         site_maps[f"L{cfg.n_layers}.resid"] = stream
     gt = model.ground_truth
     if gt is not None:
@@ -372,9 +368,3 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
         new.ground_truth = GroundTruth(variables, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new
-
-
-def _orthonormal(b: np.ndarray) -> np.ndarray:
-    """Orthonormal rows spanning the same space as ``b``'s rows (a scaled basis is re-orthonormalised)."""
-    q, _ = np.linalg.qr(b.T)
-    return q.T

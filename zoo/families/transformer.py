@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bases import orthonormal_rows, random_orthogonal
 from ..ground_truth import GroundTruth, Location
 from ..model import Start, ZooModel
 from ..sites import Site, Tap
@@ -209,16 +210,6 @@ def from_config(config: TransformerConfig | dict, seed: int = 0) -> Transformer:
 
 
 # -- reparametrisation ---------------------------------------------------------------------------
-def _random_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))[None, :]
-
-
-def _orthonormal_rows(b: np.ndarray) -> np.ndarray:
-    q, _ = np.linalg.qr(b.T)
-    return q.T
-
-
 def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
     """A function-equivalent copy with rotated residual/head bases and permuted, scaled MLP units.
 
@@ -231,7 +222,7 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
         raise ValueError("reparametrize needs layer_norm=False: a rotation of the residual stream does not commute with LayerNorm")
     rng = np.random.default_rng(seed)
     D, H, dh, M, nl = c.d_model, c.n_heads, c.d_head, c.d_mlp, c.n_layers
-    R = _random_orthogonal(D, rng)
+    R = random_orthogonal(D, rng)
     sd = {k: v.detach().double().numpy().copy() for k, v in model.state_dict().items()}
     new = {}
     new["embed"] = sd["embed"] @ R
@@ -242,7 +233,7 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
     perms, scales = [], []
     for l in range(nl):
         for h in range(H):
-            U, V = _random_orthogonal(dh, rng), _random_orthogonal(dh, rng)
+            U, V = random_orthogonal(dh, rng), random_orthogonal(dh, rng)
             W_Q[l, h] = R.T @ sd["W_Q"][l, h] @ U
             W_K[l, h] = R.T @ sd["W_K"][l, h] @ U
             W_V[l, h] = R.T @ sd["W_V"][l, h] @ V
@@ -269,7 +260,7 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
             if site.kind == "mlp_hidden":
                 l = site.layer
                 b = loc.basis[:, perms[l]] * scales[l][None, :]  # activation coordinates move as h'_i = s_i h_{perm(i)}
-                return Location(loc.site, _orthonormal_rows(b), loc.lag)
+                return Location(loc.site, orthonormal_rows(b), loc.lag)
             return Location(loc.site, loc.basis @ R, loc.lag)
 
         out.ground_truth = GroundTruth(
