@@ -10,8 +10,11 @@ numpy and the package, the seed, the ablation, the machine) to ``DIR/runs.jsonl`
 
 Kinds: ``compiled`` (``zoo.compile(task, family)``), ``reparametrized``
 (``zoo.reparametrize(model, seed=seed + 1)``: rotated/permuted bases, ground truth moved along),
-and ``trained``, which is skipped with a note in every run record: ``zoo.training`` trains models
-(minutes each) but keeps no ready-made store of trained models to load in seconds.
+and ``trained``: the planted model that ``zoo build`` put in the zoo store (``store=`` or the
+default store; seed 0). A trained cell whose model is not in the store is recorded as
+``missing`` with the ``zoo build`` command that makes it, and the grid goes on; a missing cell
+is retried by the next run. Trained models that missed their targets on their card are scored
+all the same, and the cell carries ``reached: false``.
 
 Scores per finding kind (see :mod:`evaluation.metrics`), and the cell's headline ``score``:
 
@@ -43,7 +46,10 @@ from pathlib import Path
 import numpy as np
 
 KINDS = ("compiled", "reparametrized", "trained")
-TRAINED_NOTE = "kind 'trained' skipped: zoo.training trains models (minutes each) but provides no ready-made trained models to load quickly"
+
+
+class MissingModel(LookupError):
+    """A trained model the evaluation wants is not in the zoo store."""
 
 
 class BudgetExceeded(TimeoutError):
@@ -55,9 +61,10 @@ def cell_key(d: dict) -> tuple:
 
 
 def read_results(out) -> list[dict]:
-    """The cells in ``out/results.jsonl`` (a torn or corrupt line is skipped)."""
+    """The cells in ``out/results.jsonl``, the latest line of each (a cell first recorded as
+    ``missing`` and evaluated by a later run keeps the later line); a torn or corrupt line is skipped."""
     path = Path(out) / "results.jsonl"
-    rows = []
+    rows: dict = {}
     if path.exists():
         for line in path.read_text().splitlines():
             try:
@@ -65,8 +72,9 @@ def read_results(out) -> list[dict]:
             except json.JSONDecodeError:
                 continue
             if isinstance(d, dict) and all(k in d for k in ("method", "task", "family", "kind")):
-                rows.append(d)
-    return rows
+                rows.pop(cell_key(d), None)
+                rows[cell_key(d)] = d
+    return list(rows.values())
 
 
 def run_record(seed: int, ablation: str, budget, kinds, notes) -> dict:
@@ -114,9 +122,22 @@ def cell_seed(seed: int, task: str, family: str, kind: str) -> int:
     return int(seed) * 1_000_003 + zlib.crc32(f"{task}/{family}/{kind}".encode()) % 1_000_000
 
 
-def _model(task, family: str, kind: str, seed: int):
+def _model(task, family: str, kind: str, seed: int, store=None):
     import zoo
 
+    if kind == "trained":
+        from zoo.store import ModelFileError
+        from zoo.training.build import default_store, job_dir
+
+        path = job_dir(Path(store) if store is not None else default_store(), "trained", task.name, family, 0)
+        try:
+            model = zoo.load(path)
+        except (FileNotFoundError, ModelFileError) as err:
+            raise MissingModel(f"no trained {task.name}/{family} model in {path.parent.parent} ({err}); "
+                               f"make it with `zoo build --tasks {task.name} --archs {family}" + (f" --store {store}`" if store else "`")) from None
+        if model.ground_truth is None:
+            raise MissingModel(f"the trained {task.name}/{family} model in the store is unplanted (no ground truth): rebuild it planted")
+        return model.eval()
     model = zoo.compile(task, family, seed=0)
     if kind == "reparametrized":
         model = zoo.reparametrize(model, seed=seed + 1)
@@ -182,7 +203,7 @@ def score_finding(finding, model, task, *, ablation: str = "resample", seed: int
 
 
 def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int = 0, budget=None, method_budget=None, ablation: str = "resample",
-                  n_pairs: int = 256) -> dict:
+                  n_pairs: int = 256, store=None) -> dict:
     """One cell: build the model, run the method (guarded, within ``budget`` seconds), score it."""
     import methods
     import tasks
@@ -193,7 +214,9 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
     start = time.perf_counter()
     try:
         task = tasks.get(task_name)
-        model = _model(task, family, kind, seed)
+        model = _model(task, family, kind, seed, store)
+        if kind == "trained":
+            row["reached"] = bool(model.meta["card"]["reached"])
         t0 = time.perf_counter()
         with time_limit(budget):
             finding = methods.run(method, model, task, seed=cseed, budget=method_budget)
@@ -205,7 +228,8 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
     except Exception as err:  # a failed cell, the grid goes on
         from zoo.compile import CompileError
 
-        row["status"] = "refused" if isinstance(err, CompileError) else ("timeout" if isinstance(err, BudgetExceeded) else "failed")
+        row["status"] = ("refused" if isinstance(err, CompileError) else "timeout" if isinstance(err, BudgetExceeded)
+                         else "missing" if isinstance(err, MissingModel) else "failed")
         row["error"] = f"{type(err).__name__}: {err}"
         if row["status"] == "failed":
             row["traceback"] = traceback.format_exc(limit=4)[-2000:]
@@ -214,13 +238,14 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
 
 
 def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized"), out="zoo-eval", seed: int = 0, budget=None,
-             method_budget=None, ablation: str = "resample", n_pairs: int = 256, progress=print, stop_after=None) -> list[dict]:
+             method_budget=None, ablation: str = "resample", n_pairs: int = 256, progress=print, stop_after=None, store=None) -> list[dict]:
     """Evaluate every (method, task, family, kind) cell into ``out/results.jsonl`` (see module doc).
 
     ``methods``: names, import paths ``pkg.mod:fn`` or callables; ``tasks`` / ``archs``: default
     every task / family; ``budget``: wall-clock seconds per method call; ``method_budget``: the
     method's own ``budget`` (its number of inputs). ``stop_after``: raise KeyboardInterrupt
-    after that many new cells (to test resuming). Returns every cell of the grid in the file.
+    after that many new cells (to test resuming); ``store``: the zoo store the ``trained`` kind
+    loads from (default: ``zoo build``'s default). Returns every cell of the grid in the file.
     """
     import tasks as tasks_mod
     import zoo
@@ -242,15 +267,11 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
     for m in methods:
         methods_mod.get(m)  # unknown method: a clear error before any work
     notes = []
-    if "trained" in kinds:
-        notes.append(TRAINED_NOTE)
-        progress(TRAINED_NOTE)
-        kinds = tuple(k for k in kinds if k != "trained")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "runs.jsonl", "a") as f:
         f.write(json.dumps(run_record(seed, ablation, budget, kinds, notes)) + "\n")
-    done = {cell_key(d) for d in read_results(out)}
+    done = {cell_key(d) for d in read_results(out) if d.get("status") != "missing"}  # a missing model may be there now
     cells = [(m, t, a, k) for m in methods for t in task_names for a in archs for k in kinds]
     total, new = len(cells), 0
     path = out / "results.jsonl"
@@ -262,7 +283,7 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
             continue
         if stop_after is not None and new >= stop_after:
             raise KeyboardInterrupt(f"stopped after {new} cells")
-        row = evaluate_cell(m, t, a, k, seed=seed, budget=budget, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs)
+        row = evaluate_cell(m, t, a, k, seed=seed, budget=budget, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs, store=store)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()

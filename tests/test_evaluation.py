@@ -163,11 +163,17 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 
-def test_trained_kind_is_skipped_with_a_note(tmp_path):
-    notes = []
-    evaluation.evaluate(["random"], ["parity"], ["rnn"], kinds=("compiled", "trained"), out=tmp_path, progress=notes.append)
-    assert any("trained" in n and "skipped" in n for n in notes)
-    assert "trained" in json.loads((tmp_path / "runs.jsonl").read_text())["notes"][0]
+def test_trained_kind_reads_the_store_and_retries_missing_models(tmp_path):
+    from zoo.training.build import build
+
+    store, out = tmp_path / "store", tmp_path / "eval"
+    first = evaluation.evaluate(["oracle_alignment"], ["shift"], ["rnn"], kinds=("trained",), out=out, store=store, progress=lambda *_: None)
+    assert [r["status"] for r in first] == ["missing"]
+    assert "zoo build --tasks shift --archs rnn" in first[0]["error"]
+    build(["shift"], ["rnn"], root=store, kinds=("trained",), max_steps=3, eval_every=0, batch_size=8, progress=lambda *_: None)
+    again = evaluation.evaluate(["oracle_alignment"], ["shift"], ["rnn"], kinds=("trained",), out=out, store=store, progress=lambda *_: None)
+    assert len(again) == 1 and again[0]["status"] == "ok" and again[0]["reached"] is False  # 3 steps: short of its targets
+    assert again[0]["overlap"] == pytest.approx(1.0)  # the oracle reads the trained model's planted ground truth
 
 
 # -- resume ----------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from .ground_truth import GroundTruth, Location
 from .model import ZooModel
 from .reparametrize import reparametrize
 from .sites import RunResult, Site, Tap, add, patch
+from .store import load
 
-__all__ = ["FAMILIES", "CompileError", "GroundTruth", "Location", "RunResult", "Site", "Tap", "ZooModel", "add", "compile", "patch", "reparametrize"]
+__all__ = ["FAMILIES", "CompileError", "GroundTruth", "Location", "RunResult", "Site", "Tap", "ZooModel", "add", "compile", "load", "patch", "reparametrize"]
 
 
 def __getattr__(name):

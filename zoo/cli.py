@@ -84,7 +84,7 @@ def cmd_evaluate(args) -> None:
     torch.set_num_threads(args.threads)
 
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-    rows = evaluation.evaluate(args.method, args.task or None, args.arch or None, kinds=kinds, out=args.out, seed=args.seed,
+    rows = evaluation.evaluate(args.method, args.task or None, args.arch or None, kinds=kinds, out=args.out, seed=args.seed, store=args.store,
                                budget=args.budget, method_budget=args.method_budget, ablation=args.ablation)
     print()
     print(render_text(evaluation.summarize(rows)))
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", help="a task (repeatable; default every task)")
     p.add_argument("--arch", action="append", help="transformer, rnn or ssm (repeatable; default all)")
     p.add_argument("--kinds", default="compiled,reparametrized", help="comma-separated: compiled, reparametrized, trained")
+    p.add_argument("--store", default=None, help="the zoo store trained models are read from (default: zoo build's)")
     p.add_argument("--out", required=True, help="directory for results.jsonl (an existing run there resumes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", type=float, default=None, help="wall-clock seconds per method call (a slower call is a failed cell)")

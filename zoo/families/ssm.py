@@ -29,10 +29,9 @@ models whose program reads ``Indices``. There is no normalisation layer.
 
 Two equal paths: ``run`` (and ``_forward`` with a tap) runs the recurrence as a Python loop over
 time steps, tapping ``L{l}.state`` at every step; a layer whose state is neither cached nor
-intervened on, and ``forward`` (the fast path used for training), use a vectorised scan:
-a log-depth associative scan (Hillis-Steele) over the pairs (a_t, w_t = delta_t c_t B_t), composed
-as (a, w) o (a', w') = (a a', a' w + w'): products and sums only, no division by a cumulative
-product and no logarithm, so decays of exactly 0 or 1 stay exact. ``tests/test_family_ssm.py`` holds the two paths equal.
+intervened on, and ``forward`` (the fast path used for training), compute all states without
+taps (``_scan_states``: the same products and sums, no division by a cumulative product and no
+logarithm, so decays of exactly 0 or 1 stay exact) and every other op over the whole sequence. ``tests/test_family_ssm.py`` holds the two paths equal.
 
 Dense random init: :func:`from_config` / :func:`init_weights` (seeded). :func:`reparametrize`
 returns a function-equivalent copy: a random orthogonal rotation of the residual stream (every
@@ -181,23 +180,20 @@ class SSM(ZooModel):
         return torch.stack(ys, dim=1)
 
     @staticmethod
-    def _scan_parallel(delta, c, Bm, Cm, A, h0=None) -> torch.Tensor:
-        """All states h_t at once by a log-depth (Hillis-Steele) associative scan over the pairs (a_t, w_t),
-        composed as (a, w) o (a', w') = (a a', a' w + w'): ceil(log2 T) elementwise steps, no
-        division and no logarithm, so decays of exactly 0 or 1 stay exact."""
-        T = c.shape[1]
+    def _scan_states(delta, c, Bm, Cm, A, h0=None) -> torch.Tensor:
+        """All states h_t ``[B, T, E, N]``, stepping h_t = a_t h_{t-1} + w_t without taps: the same
+        operations in the same order as :meth:`_scan_loop`, so the two paths agree bit for bit.
+        For the short sequences of the zoo (T <= 64) this beats a log-depth associative scan by
+        ~2x on CPU, forward and backward (O(T) work on [B, E, N] slices instead of O(T log T) on
+        padded [B, T, E, N] copies)."""
         a = torch.exp(-delta[..., None] * A)  # [B, T, E, N]
         w = (delta * c)[..., None] * Bm[:, :, None, :]  # [B, T, E, N]
-        if h0 is not None:  # resuming: fold the state before the first step into its write
-            w = torch.cat([a[:, :1] * h0[:, None] + w[:, :1], w[:, 1:]], dim=1)
-        step = 1
-        while step < T:
-            a_prev = F.pad(a[:, :-step], (0, 0, 0, 0, step, 0), value=1.0)
-            w_prev = F.pad(w[:, :-step], (0, 0, 0, 0, step, 0))
-            w = a * w_prev + w
-            a = a * a_prev
-            step *= 2
-        return w  # the states h_t, [B, T, E, N]
+        h = w[:, 0] if h0 is None else a[:, 0] * h0 + w[:, 0]
+        states = [h]
+        for t in range(1, c.shape[1]):
+            h = a[:, t] * h + w[:, t]
+            states.append(h)
+        return torch.stack(states, dim=1)
 
     def resume_sites(self) -> list[str]:
         return [f"L{l}.{kind}" for l in range(self.config.n_layers) for kind in ("resid", "state")] + [f"L{self.config.n_layers}.resid"]
@@ -225,7 +221,7 @@ class SSM(ZooModel):
             if tap.intervenes(name):  # a patched h_t must flow into h_{t+1}: step by step
                 y = self._scan_loop(l, delta, c, Bm, Cm, A, tap, h0=h0, t0=j0)
             else:
-                states = self._scan_parallel(delta, c, Bm, Cm, A, h0=h0)
+                states = self._scan_states(delta, c, Bm, Cm, A, h0=h0)
                 B_, T_, E_, N_ = states.shape
                 states = tap(name, states.reshape(B_, T_, E_ * N_), start=j0).reshape(B_, T_, E_, N_)
                 y = (states * Cm[:, :, None, :]).sum(-1)

@@ -18,10 +18,15 @@ and a block of coordinates of it (an axis-aligned orthonormal basis, lag 0). The
   what the compiled construction holds. A numerical variable in an RNN gets a unit per value (up
   to 32) rather than the compiler's single counter unit, which training from a dense init rarely
   finds; a numerical program output gets as many directions (up to 32) in every family, since a
-  linear readout decodes it.
+  linear readout decodes it. In a residual stream a non-output variable gets at most 8
+  directions (the compiler spends one per value, 16-17 for positions and indices): a learned
+  code fits, and it keeps the seq2seq models small enough to train in minutes.
 
 The sizes of the trained model (layers from the compiled model, widths from the blocks plus
-free room) come from :func:`plan`. The alignment becomes the trained model's ground truth.
+free room, an MLP wide enough for the sawtooth of a count taken mod k) come from :func:`plan`.
+A ``Scan`` that no exact compiler handles (``permutation`` in the transformer and the SSM) gets
+two mixing layers, the Krohn-Rhodes depth of S3. The alignment becomes the trained model's
+ground truth.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tasks import Task
 from ..ground_truth import GroundTruth, Location
 
 STREAM_KINDS = ("resid", "mixer", "mlp", "head")
+STREAM_BLOCK_DIM = 8  # at most this many directions for a non-output variable in a residual stream
 
 
 @dataclass
@@ -44,6 +50,8 @@ class Plan:
     family: str
     config: dict  # keyword arguments of the family's config (without vocab/classes/max_len)
     blocks: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    readers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # variable -> the variables that read it
+    output: str = ""
 
     def sites(self) -> list[str]:
         return sorted({site for site, _ in self.blocks.values()})
@@ -57,6 +65,10 @@ def _depth_site(task: Task, arch: str, name: str) -> str:
         return "embed" if arch == "rnn" else "L0.resid"
     if arch == "rnn":
         return f"L{d}.hidden"
+    if v.op == "Scan":  # no diagonal or fixed-depth exact form: two mixing layers per level, as in the
+        # Krohn-Rhodes form of a solvable group (S3: the parity of the swaps so far, then a sum
+        # of the rotations signed by that parity), read out after the second layer's MLP
+        return f"L{2 * d}.resid"
     if not v.per_position:  # the sequence mixer of layer d-1 (layers count from 0)
         return f"L{d - 1}.resid_mid" if arch == "transformer" else f"L{d - 1}.mixer"
     return f"L{d + 1}.resid" if d >= 1 or v.inputs else "L0.resid"
@@ -101,6 +113,11 @@ def plan(task: Task, arch: str, **size) -> Plan:
             dim = max(dim, min(v.value_set.size, 32))
             if v.op == "Aggregate" and v.select.kind == "eq":  # a count per key value
                 dim = min(dim * v.select.key.value_set.size, 128)
+        elif arch != "rnn" and v is not task.program.output and dim > STREAM_BLOCK_DIM:
+            # a position or an index read by later layers: the compiler spends a direction per value
+            # (16-17 here); a trained stream packs it into fewer (attention can select by a learned
+            # code of 8 directions), which keeps seq2seq models small enough to train in minutes
+            dim = STREAM_BLOCK_DIM
         elif v is task.program.output and v.value_set.is_numerical:
             # read by the linear unembedding: a value per direction, not a finely tuned scalar
             dim = max(dim, min(v.value_set.size, 32))
@@ -124,14 +141,22 @@ def plan(task: Task, arch: str, **size) -> Plan:
             blocks[name] = (site, tuple(range(total, total + dim)))
             total += dim
         d_model = int(np.ceil((total + max(16, total // 2)) / 8) * 8)
+        # a Map of a numerical variable (a count mod 2, a sum mod 5) is a sawtooth over its values:
+        # give the MLP a few ReLU units per value (per value and position in a transformer, whose
+        # attention hands the MLP a mean, not a count)
+        sawtooth = max([u.value_set.size for v in task.program if v.op == "Map" for u in v.inputs if u.value_set.is_numerical and u.op != "Map"] + [0])
+        if any(v.op == "Scan" for v in task.program) and model is None:  # the parity of a count, as above
+            sawtooth = max(sawtooth, task.max_len + 1)
+        d_mlp = max(2 * d_model, (8 if arch == "transformer" else 4) * sawtooth)
         if arch == "transformer":
             heads = model.config.n_heads if model is not None else 1
-            config = dict(n_layers=n_layers, d_model=d_model, n_heads=max(2, heads), d_head=16, d_mlp=2 * d_model, layer_norm=False)
+            config = dict(n_layers=n_layers, d_model=d_model, n_heads=max(2, heads), d_head=16, d_mlp=d_mlp, layer_norm=False)
         else:
             pos = bool(model.config.pos_embed) if model is not None else any(v.op == "indices" for v in task.program)
-            config = dict(n_layers=n_layers, d_model=d_model, d_inner=2 * d_model, d_state=4, d_conv=4, d_mlp=2 * d_model, pos_embed=pos)
+            config = dict(n_layers=n_layers, d_model=d_model, d_inner=d_model, d_state=4, d_conv=4, d_mlp=d_mlp, pos_embed=pos)
     config.update(size)
-    p = Plan(arch, config, blocks)
+    readers = {v.name: tuple(w.name for w in task.program if any(u.name == v.name for u in w.inputs)) for v in task.program}
+    p = Plan(arch, config, blocks, readers, task.program.output.name)
     _check_fits(p)
     return p
 
@@ -175,16 +200,36 @@ def ground_truth(p: Plan, model) -> GroundTruth:
     )
 
 
-def free_basis(p: Plan, model, site: str) -> np.ndarray:
-    """Orthonormal rows spanning the coordinates of ``site`` outside every aligned block.
+def idle_variables(p: Plan, model, site: str) -> list[str]:
+    """Variables whose block is idle at the residual-stream point ``site``: not written yet (its
+    writer comes later), or stale (every reader was computed at or before ``site``; never the
+    output). The strict term patches idle blocks, so no layer can smuggle a variable's inputs
+    through a block reserved for a later variable, or bypass a variable by re-reading its inputs:
+    in the transformer of ``sort``, ``tokens`` is stale at ``L2.resid`` once the ``le_k`` Maps are
+    written, so layer 2 must count ``le_k``."""
+    if p.family == "rnn" or model.site(site).kind != "resid":
+        return []
+    order = [s.name for s in model.site_list()]
+    here = order.index(site)
 
-    At a stream site that is every stream coordinate no variable uses; at a unit site the units
-    no variable of that layer uses. Empty ``[0, width]`` when the blocks fill the site.
+    def stale(name):
+        return name != p.output and all(order.index(p.blocks[r][0]) <= here for r in p.readers.get(name, ()))
+
+    return [name for name, (written, _) in p.blocks.items() if order.index(written) > here or stale(name)]
+
+
+def free_basis(p: Plan, model, site: str) -> np.ndarray:
+    """Orthonormal rows spanning the coordinates of ``site`` that the algorithm does not use there.
+
+    At a stream site: every stream coordinate no variable uses, plus the blocks idle there
+    (:func:`idle_variables`); at a unit site the units no variable of that layer uses. Empty
+    ``[0, width]`` when nothing is free.
     """
     width = model.site(site).width
     kind = model.site(site).kind
     if p.family != "rnn" and kind in STREAM_KINDS:
-        taken = {i for s, idx in p.blocks.values() if model.site(s).kind in STREAM_KINDS for i in idx}
+        idle = set(idle_variables(p, model, site))
+        taken = {i for name, (s, idx) in p.blocks.items() if model.site(s).kind in STREAM_KINDS and name not in idle for i in idx}
     else:
         taken = {i for s, idx in p.blocks.values() if s == site for i in idx}
     free = [i for i in range(width) if i not in taken]

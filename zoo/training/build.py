@@ -12,8 +12,9 @@ never leaves a half-written model that looks finished; the next build deletes st
 (``zoo.store.load``: hashes, shapes and, for trained models, the card all check out); a
 trained model that missed its targets is kept (its card says so) and retrained only with
 ``retry_missed=True`` (say, with a larger ``max_minutes``).
-Sharding: ``shard=(i, n)`` (``0 <= i < n``) takes every n-th job of the fixed job order, so an
-array job of n workers splits the grid with no overlap. Pairs a compiler refuses are recorded
+Sharding: ``shard=(i, n)`` (``0 <= i < n``) takes every n-th (task, family) pair of the fixed
+order, so an array job of n workers splits the grid with no overlap; ``workers=w`` runs w jobs
+at once on one machine (``zoo build --workers 2`` on a 2-core laptop). Pairs a compiler refuses are recorded
 as refused (the trained model is still trained: planting then uses the depth-rule alignment).
 """
 
@@ -30,6 +31,9 @@ import tasks as tasks_pkg
 from .. import store
 
 
+DEFAULT_MAX_MINUTES = 5.0  # per trained model: a pair that has not reached its targets by then is kept, marked missed
+
+
 def default_store() -> Path:
     """``$CIRCUIT_ZOO_STORE``, else ``$XDG_CACHE_HOME/circuit-zoo``, else ``~/.cache/circuit-zoo``."""
     if os.environ.get("CIRCUIT_ZOO_STORE"):
@@ -41,6 +45,15 @@ def default_store() -> Path:
 def jobs(task_names, archs, kinds=("compiled", "trained"), seed: int = 0) -> list[tuple[str, str, str]]:
     """The fixed job order: (kind, task, family) for every task, family and kind."""
     return [(kind, t, a) for t in task_names for a in archs for kind in kinds]
+
+
+def shard_jobs(job_list, shard: tuple[int, int]) -> list[tuple[str, str, str]]:
+    """Shard ``i`` of ``n``: every n-th (task, family) pair of the fixed order, with all its kinds
+    (so the cheap compiled jobs and the costly trained ones spread evenly over the workers)."""
+    i, n = shard
+    pairs = list(dict.fromkeys((t, a) for _, t, a in job_list))
+    mine = set(pairs[i::n])
+    return [j for j in job_list if (j[1], j[2]) in mine]
 
 
 def job_dir(root: Path, kind: str, task: str, arch: str, seed: int = 0) -> Path:
@@ -68,12 +81,59 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return (i, n)
 
 
-def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0, kinds=("compiled", "trained"), plant: bool = True,
-          max_steps: int | None = None, max_minutes: float | None = None, retry_missed: bool = False, progress=print, **train_kwargs) -> list[dict]:
-    """Compile and train the grid into ``root`` (see the module docstring); returns this run's records."""
-    from ..compile import FAMILIES, CompileError, check_family, compile
+def run_job(root: Path, kind: str, task: str, arch: str, seed: int = 0, plant: bool = True, retry_missed: bool = False, **train_kwargs) -> tuple[dict | None, str]:
+    """Do one job unless its model is already in the store; returns (record or None if skipped, message)."""
+    from ..compile import CompileError, compile
 
     from .train import train
+
+    d = job_dir(root, kind, task, arch, seed)
+    partial = d.with_name(d.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    if d.exists() and is_valid(d, retry_missed):
+        return None, f"{kind} {task} {arch}: already in the store, skipped"
+    if d.exists():
+        shutil.rmtree(d)  # invalid (corrupt or incomplete): redo
+    start = time.perf_counter()
+    record = {"kind": kind, "task": task, "family": arch, "seed": seed}
+    try:
+        if kind == "compiled":
+            model = compile(task, arch)
+        else:
+            model = train(task, arch, plant=plant, seed=seed, **train_kwargs)
+            c = model.meta["card"]
+            record.update(accuracy=c["heldout_accuracy"], min_iia=c["min_iia"], steps=c["steps"], params=c["params"], reached=c["reached"])
+    except CompileError as err:
+        record.update(status="refused", reason=str(err))
+        message = f"{kind} {task} {arch}: refused ({err})"
+    else:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        model.save(partial)
+        os.replace(partial, d)
+        record.update(status="ok", path=str(d))
+        message = f"{kind} {task} {arch}: done in {time.perf_counter() - start:.1f} s" + (
+            f" (accuracy {record['accuracy']:.4f}, min IIA {record['min_iia'] if record['min_iia'] is not None else '-'})" if kind == "trained" else "")
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    with open(root / "build.jsonl", "a") as f:  # one short line per O_APPEND write: safe across workers
+        f.write(json.dumps(record) + "\n")
+    return record, message
+
+
+def _run_job_star(args) -> tuple[dict | None, str]:
+    root, job, kwargs = args
+    return run_job(root, *job, **kwargs)
+
+
+def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0, kinds=("compiled", "trained"), plant: bool = True,
+          max_steps: int | None = None, max_minutes: float | None = DEFAULT_MAX_MINUTES, retry_missed: bool = False, workers: int = 1, progress=print,
+          **train_kwargs) -> list[dict]:
+    """Compile and train the grid into ``root`` (see the module docstring); returns this run's records.
+
+    ``workers > 1`` runs that many jobs at once in separate processes (one torch thread each),
+    handing the next job to whichever worker is free.
+    """
+    from ..compile import FAMILIES, check_family
 
     task_names = list(task_names or tasks_pkg.names())
     for t in task_names:
@@ -81,40 +141,23 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
     archs = [check_family(a) for a in (archs or FAMILIES)]
     root = Path(root) if root is not None else default_store()
     root.mkdir(parents=True, exist_ok=True)
-    i, n = shard
-    mine = [j for k, j in enumerate(jobs(task_names, archs, kinds, seed)) if k % n == i]
+    mine = shard_jobs(jobs(task_names, archs, kinds, seed), shard)
+    kwargs = dict(seed=seed, plant=plant, retry_missed=retry_missed, max_steps=max_steps, max_minutes=max_minutes, **train_kwargs)
     records = []
-    for k, (kind, task, arch) in enumerate(mine):
-        d = job_dir(root, kind, task, arch, seed)
-        partial = d.with_name(d.name + ".partial")
-        if partial.exists():
-            shutil.rmtree(partial)
-        if d.exists() and is_valid(d, retry_missed):
-            progress(f"[{k + 1}/{len(mine)}] {kind} {task} {arch}: already in the store, skipped")
-            continue
-        if d.exists():
-            shutil.rmtree(d)  # invalid (corrupt or incomplete): redo
-        start = time.perf_counter()
-        record = {"kind": kind, "task": task, "family": arch, "seed": seed}
-        try:
-            if kind == "compiled":
-                model = compile(task, arch)
-            else:
-                model = train(task, arch, plant=plant, seed=seed, max_steps=max_steps, max_minutes=max_minutes, **train_kwargs)
-                c = model.meta["card"]
-                record.update(accuracy=c["heldout_accuracy"], min_iia=c["min_iia"], steps=c["steps"], params=c["params"], reached=c["reached"])
-        except CompileError as err:
-            record.update(status="refused", reason=str(err))
-            progress(f"[{k + 1}/{len(mine)}] {kind} {task} {arch}: refused ({err})")
-        else:
-            model.save(partial)
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial, d)
-            record.update(status="ok", path=str(d))
-            progress(f"[{k + 1}/{len(mine)}] {kind} {task} {arch}: done in {time.perf_counter() - start:.1f} s" + (
-                f" (accuracy {record['accuracy']:.4f}, min IIA {record['min_iia'] if record['min_iia'] is not None else '-'})" if kind == "trained" else ""))
-        record["seconds"] = round(time.perf_counter() - start, 2)
-        with open(root / "build.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        records.append(record)
+
+    def done(k, result):
+        record, message = result
+        progress(f"[{k}/{len(mine)}] {message}")
+        if record is not None:
+            records.append(record)
+
+    if workers <= 1:
+        for k, job in enumerate(mine):
+            done(k + 1, run_job(root, *job, **kwargs))
+        return records
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(int(workers)) as pool:
+        for k, result in enumerate(pool.imap_unordered(_run_job_star, [(root, job, kwargs) for job in mine])):
+            done(k + 1, result)
     return records

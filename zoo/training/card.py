@@ -19,19 +19,29 @@ from ..store import TRAINED_CARD_KEYS as CARD_KEYS  # noqa: F401  (re-exported)
 ACCURACY_TARGET, IIA_TARGET = 0.99, 0.95
 
 
-def measure(model, task: Task, data, n: int = 512) -> tuple[float, dict[str, float]]:
-    """Held-out accuracy and, when the model has ground truth, each variable's held-out IIA."""
+def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, order=None) -> tuple[float, dict[str, float]]:
+    """Held-out accuracy and, when the model has ground truth, each variable's held-out IIA.
+
+    ``early_exit`` (the checks during training, which only decide whether to stop): no IIA while
+    accuracy misses its target, and none after the first variable that misses, taking variables
+    in ``order`` (say, worst first); the dict then holds only the variables measured. The card
+    always measures everything.
+    """
     if any(p.device.type != "cpu" for p in model.parameters()):  # verify works on CPU tensors
         model = copy.deepcopy(model).cpu()
     was = model.training
     model.eval()
     acc = verify.accuracy(model, task, data.heldout(n))
     iia = {}
-    if model.ground_truth is not None:
-        for k, (name, loc) in enumerate(model.ground_truth.variables.items()):
-            base, source, _, position = data.heldout_pairs(name, k, n)
+    if model.ground_truth is not None and not (early_exit and acc < ACCURACY_TARGET):
+        index = {name: k for k, name in enumerate(model.ground_truth.variables)}
+        for name in sorted(index, key=lambda v: list(order).index(v) if order and v in order else -1):
+            loc = model.ground_truth.variables[name]
+            base, source, _, position = data.heldout_pairs(name, index[name], n)
             value = verify.iia(model, task, name, loc, base, source, position)
             iia[name] = 1.0 if value != value else value  # no counted position: nothing to get wrong
+            if early_exit and iia[name] < IIA_TARGET:
+                break
     model.train(was)
     return acc, iia
 

@@ -28,8 +28,9 @@ def add_train_parser(sub) -> None:
     b.add_argument("--archs", nargs="+", default=None, choices=FAMILIES)
     b.add_argument("--store", default=None, help="store directory (default: $CIRCUIT_ZOO_STORE or ~/.cache/circuit-zoo)")
     b.add_argument("--shard", default=None, help="i/n: this worker's share of the grid (0 <= i < n)")
+    b.add_argument("--workers", type=int, default=1, help="jobs run at once on this machine (separate processes, one torch thread each)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--max-minutes", type=float, default=None, help="per trained model")
+    b.add_argument("--max-minutes", type=float, default=None, help="per trained model (default 5)")
     b.add_argument("--max-steps", type=int, default=None, help="per trained model")
     b.add_argument("--no-plant", action="store_true")
     b.add_argument("--retry-missed", action="store_true", help="retrain trained models whose card says they missed their targets")
@@ -56,8 +57,9 @@ def cmd_build(args) -> None:
     from .build import build, default_store, parse_shard
 
     root = args.store or default_store()
+    limits = {"max_minutes": args.max_minutes} if args.max_minutes is not None else {}
     records = build(args.tasks, args.archs, root=root, shard=parse_shard(args.shard), seed=args.seed, plant=not args.no_plant,
-                    max_steps=args.max_steps, max_minutes=args.max_minutes, retry_missed=args.retry_missed)
+                    max_steps=args.max_steps, retry_missed=args.retry_missed, workers=args.workers, **limits)
     missed = [r for r in records if r.get("kind") == "trained" and r.get("status") == "ok" and not r.get("reached")]
     built = sum(r["status"] == "ok" for r in records)
     refused = sum(r["status"] == "refused" for r in records)

@@ -30,7 +30,8 @@ from . import alignment, card
 from .datamodule import TaskDataModule
 from .lightning_module import ZooLightningModule
 
-DEFAULT_MAX_STEPS = 5000
+DEFAULT_MAX_STEPS = 20000
+GRADIENT_CLIP = 1.0  # global gradient norm (recurrent models see the occasional large step)
 
 
 def build_model(task: Task, arch: str, seed: int, plan: alignment.Plan):
@@ -71,14 +72,13 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy
     plan = alignment.plan(task, arch, **size)
     L.seed_everything(seed, verbose=False)
     model = build_model(task, arch, seed, plan)
-    locations, free, variables, strict_sites = {}, {}, [], []
+    locations, free, variables = {}, {}, []
     if plant:
         model.ground_truth = alignment.ground_truth(plan, model)
         locations = {n: (loc.site, loc.tensor()) for n, loc in model.ground_truth.variables.items()}
-        strict_sites = alignment.strict_sites(plan, model)
-        free = {s: torch.as_tensor(alignment.free_basis(plan, model, s)) for s in strict_sites}
+        free = {s: torch.as_tensor(alignment.free_basis(plan, model, s)) for s in alignment.strict_sites(plan, model)}
         variables = list(task.program.names)
-    data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, strict_sites=strict_sites)
+    data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables)
     module = ZooLightningModule(model, task, planted=plant, locations=locations, free=free, lr=lr, eval_every=eval_every)
     kwargs = {}
     if max_minutes is not None:
@@ -89,7 +89,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
         max_steps=max_steps if max_steps is not None else DEFAULT_MAX_STEPS, max_epochs=None,
         logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_bar,
-        deterministic=True, log_every_n_steps=10, num_sanity_val_steps=0, **kwargs,
+        deterministic=True, log_every_n_steps=10, num_sanity_val_steps=0, gradient_clip_val=GRADIENT_CLIP, **kwargs,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|LightningModule.log|smaller than the logging interval|sync_dist).*")
