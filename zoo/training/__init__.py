@@ -8,7 +8,13 @@ Modules: :mod:`.alignment` (where each variable goes), :mod:`.iit` (the objectiv
 :mod:`.cli`.
 """
 
-from .train import train
+import warnings
+
+# lightning 2.6 warns about a torch pytree deprecation on import, once per process (every
+# `zoo build --workers` process): noise for our users, nothing they can act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+from .train import train  # noqa: E402
 
 __all__ = ["train", "build"]
 
