@@ -18,8 +18,8 @@ from zoo.training.train import build_model
 TINY = dict(d_model=16, d_mlp=16, n_heads=1, d_head=4)
 
 
-def _tiny(seed=0, steps=5, plant=True):
-    return train("shift", "transformer", plant=plant, seed=seed, max_steps=steps, eval_every=0, batch_size=16, **TINY)
+def _tiny(seed=0, steps=5, plant=True, eval_every=0):
+    return train("shift", "transformer", plant=plant, seed=seed, max_steps=steps, eval_every=eval_every, batch_size=16, **TINY)
 
 
 def test_same_seed_gives_identical_weights():
@@ -27,6 +27,25 @@ def test_same_seed_gives_identical_weights():
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
     assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_same_seed_gives_identical_weights_with_held_out_checks_every_step():
+    # held-out checks every step take part in training (the IIA-weighted variable draws)
+    a, b = _tiny(0, steps=12, eval_every=1), _tiny(0, steps=12, eval_every=1)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_variable_draws_follow_the_weights_and_the_seed():
+    from zoo.training.datamodule import make_batch
+
+    task = tasks.get("parity")
+    names = list(task.program.names)
+    only_last = [0.0] * (len(names) - 1) + [1.0]
+    assert {make_batch(task, 8, s, names, only_last)["variable"] for s in range(20)} == {names[-1]}
+    assert len({make_batch(task, 8, s, names)["variable"] for s in range(40)}) == len(names)  # uniform: every one drawn
+    a, b = make_batch(task, 8, 7, names, [1, 2, 3, 4]), make_batch(task, 8, 7, names, [1, 2, 3, 4])
+    assert a["variable"] == b["variable"] and np.array_equal(a["base"], b["base"])
 
 
 def test_loaded_model_predicts_bit_identically_and_keeps_card_and_ground_truth(tmp_path):

@@ -6,8 +6,7 @@ and per-variable IIA on the same held-out data the card uses (so the stop decisi
 agree) and stops the run when accuracy >= 99% and every IIA >= 95%. These checks skip IIA while
 accuracy misses and stop at the first variable that misses (worst first), which makes them
 cheap until the model is nearly done. Once IIA is measured, the variable each step intervenes on
-is drawn with weight ``0.05 + (1 - IIA)``, so training spends its interventions where they lag;
-after six checks without progress the learning rate halves (down to a sixteenth).
+is drawn with weight ``0.05 + (1 - IIA)``, so training spends its interventions where they lag.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from . import card
 from .datamodule import to_tensors
 from .iit import ce, planted_losses
 
-PATIENCE = 6  # checks (eval_every steps each) without progress before the learning rate halves
 LAG_FLOOR = 0.05  # a variable at IIA 1 is still drawn, at 1/6 the rate of one at IIA 0.75
 
 
@@ -31,7 +29,6 @@ class ZooLightningModule(L.LightningModule):
         self.lr, self.eval_every, self.eval_n, self.weight_decay = lr, eval_every, eval_n, weight_decay
         self.last_measure = None
         self.last_iia: dict[str, float] = {}
-        self.best_progress, self.stalled = float("-inf"), 0
 
     def training_step(self, batch, batch_idx):
         batch = to_tensors(batch)
@@ -60,19 +57,6 @@ class ZooLightningModule(L.LightningModule):
                 self.log("min_iia", min(iia.values()), prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
             if card.reached(acc, iia) and len(iia) == len(self.locations):
                 self.trainer.should_stop = True
-            self._anneal(acc if acc < card.ACCURACY_TARGET else 1.0 + min(iia.values(), default=1.0))
-
-    def _anneal(self, progress: float) -> None:
-        """Halve the learning rate after ``PATIENCE`` checks without progress (down to lr / 16):
-        the last per cent of accuracy and IIA comes from smaller steps."""
-        if progress > self.best_progress + 1e-3:
-            self.best_progress, self.stalled = progress, 0
-            return
-        self.stalled += 1
-        if self.stalled >= PATIENCE:
-            self.stalled = 0
-            for group in self.trainer.optimizers[0].param_groups:
-                group["lr"] = max(group["lr"] / 2, self.lr / 16)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
