@@ -8,7 +8,10 @@
   reach (AUROC, precision/recall, faithfulness, IIA, overlap; CPR/CMD are areas over every
   circuit size and sit below 1 even for the oracle), and ``random`` must sit at chance: its
   AUROC interval contains 0.5. A failed check means the evaluation is broken, and the
-  summary says so first.
+  summary says so first. On ``trained`` cells the oracle is not held to circuit faithfulness:
+  a trained model's planted ground truth fixes where each variable lives (a site and a
+  subspace), not which heads or units compute it, so keeping only the planted sites need not
+  reproduce the model (:data:`NOT_PLANTED_IN_TRAINED`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .metrics import bootstrap_ci, bootstrap_gap
 
 ORACLE_METRICS = ("auroc", "auroc_signed", "precision_at_k", "recall_at_k", "faithfulness_at_k", "iia", "overlap", "precision", "recall", "faithfulness",
                   "edge_precision", "edge_recall")
+NOT_PLANTED_IN_TRAINED = ("faithfulness_at_k", "faithfulness")  # circuit-level metrics: see the module doc
 HEADLINE = {"site_scores": "node AUROC", "alignment": "IIA", "circuit": "faithfulness"}
 
 
@@ -68,7 +72,7 @@ def control_checks(rows, seed: int = 0) -> list[dict]:
     for m in sorted({r["method"] for r in rows if r["method"].startswith("oracle")}):
         ok = _ok([r for r in rows if r["method"] == m])
         bad = [(f"{r['task']}/{r['family']}/{r['kind']}", k, r[k]) for r in ok for k in ORACLE_METRICS
-               if isinstance(r.get(k), (int, float)) and abs(r[k] - 1.0) > 1e-4]
+               if isinstance(r.get(k), (int, float)) and abs(r[k] - 1.0) > 1e-4 and not (r["kind"] == "trained" and k in NOT_PLANTED_IN_TRAINED)]
         failed = [r for r in rows if r["method"] == m and r.get("status") != "ok"]
         passed = not bad and not failed and bool(ok)
         detail = "1.0 on every metric of every cell" if passed else (
@@ -128,5 +132,5 @@ def render_text(summary) -> str:
     return "\n".join(lines)
 
 
-NA_NOTE = ("n/a: no defined score; node AUROC is undefined where every site is in the ground-truth circuit (the compiled RNNs), "
+NA_NOTE = ("n/a: no defined score; node AUROC is undefined where every site is in the ground-truth circuit (most RNNs: every layer holds a variable), "
            "and the arch gap is taken over the families that have a score. refused: a compiler refused the (task, family) pair.")

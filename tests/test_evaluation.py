@@ -103,6 +103,17 @@ def test_broken_evaluation_is_flagged(control_grid):
     assert evaluation.render_text(summary).startswith("THE EVALUATION IS BROKEN")
 
 
+def test_oracle_is_held_to_circuit_faithfulness_on_compiled_cells_only(control_grid):
+    _, rows = control_grid
+    oracle = [r for r in rows if r["method"] == "oracle"]
+    assert oracle and not broken(summarize(rows))
+    unfaithful = [dict(r, faithfulness_at_k=0.0) for r in oracle]
+    assert broken(summarize(unfaithful))  # compiled: the planted circuit must be faithful
+    trained = [dict(r, kind="trained") for r in unfaithful]
+    assert not broken(summarize(trained + [r for r in rows if r["method"] != "oracle"]))  # trained: only where variables live is planted
+    assert broken(summarize([dict(r, auroc=0.5) for r in trained]))  # ... and that is still checked
+
+
 def test_report(control_grid):
     out, _ = control_grid
     evaluation.write_report(out, max_plots=2)
