@@ -41,10 +41,17 @@ def main(argv=None) -> int:
           progress=lambda line: print(line, flush=True))
     wall = time.perf_counter() - start
     records = {}
-    for line in (root / "build.jsonl").read_text().splitlines():  # this run's and, resuming, earlier runs' records
-        r = json.loads(line)
-        if r.get("kind") == "trained" and r.get("status") == "ok" and r["task"] in names and r["family"] in args.archs:
+    log = root / "build.jsonl"
+    for line in (log.read_text().splitlines() if log.exists() else []):  # this run's and, resuming, earlier runs' records
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by an interrupted build
+            continue
+        if r.get("kind") == "trained" and r.get("status") == "ok" and r.get("seed") == args.seed and r["task"] in names and r["family"] in args.archs:
             records[(r["task"], r["family"])] = r
+    if not records:
+        print(f"no trained models recorded in {log}")
+        return 1
     print(f"\n{'task':<18} {'family':<12} {'accuracy':>9} {'min IIA':>8} {'params':>9} {'steps':>6} {'seconds':>8}  reached")
     for (name, arch), r in sorted(records.items(), key=lambda kv: (names.index(kv[0][0]), args.archs.index(kv[0][1]))):
         mi = f"{r['min_iia']:.4f}" if r["min_iia"] is not None else "-"

@@ -130,13 +130,15 @@ def _model(task, family: str, kind: str, seed: int, store=None):
         from zoo.training.build import default_store, job_dir
 
         path = job_dir(Path(store) if store is not None else default_store(), "trained", task.name, family, 0)
+        fix = f"`zoo build --tasks {task.name} --archs {family}" + (f" --store {store}`" if store else "`")
+        if not path.exists():
+            raise MissingModel(f"no trained {task.name}/{family} model in {path.parent.parent}; make it with {fix}")
         try:
             model = zoo.load(path)
-        except (FileNotFoundError, ModelFileError) as err:
-            raise MissingModel(f"no trained {task.name}/{family} model in {path.parent.parent} ({err}); "
-                               f"make it with `zoo build --tasks {task.name} --archs {family}" + (f" --store {store}`" if store else "`")) from None
+        except ModelFileError as err:
+            raise MissingModel(f"the trained {task.name}/{family} model in {path} does not load ({err}); remake it with {fix}") from None
         if model.ground_truth is None:
-            raise MissingModel(f"the trained {task.name}/{family} model in the store is unplanted (no ground truth): rebuild it planted")
+            raise MissingModel(f"the trained {task.name}/{family} model in {path} is unplanted (no ground truth); delete it and remake it planted with {fix}")
         return model.eval()
     model = zoo.compile(task, family, seed=0)
     if kind == "reparametrized":

@@ -11,7 +11,9 @@
   summary says so first. On ``trained`` cells the oracle is not held to circuit faithfulness:
   a trained model's planted ground truth fixes where each variable lives (a site and a
   subspace), not which heads or units compute it, so keeping only the planted sites need not
-  reproduce the model (:data:`NOT_PLANTED_IN_TRAINED`).
+  reproduce the model; nor to IIA 1.0, since the planted alignment's IIA is the trained model's
+  own, measured on its card (:data:`NOT_PLANTED_IN_TRAINED`). Cells not run (``refused``,
+  ``missing``) are counted apart and never fail a check.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from .metrics import bootstrap_ci, bootstrap_gap
 
 ORACLE_METRICS = ("auroc", "auroc_signed", "precision_at_k", "recall_at_k", "faithfulness_at_k", "iia", "overlap", "precision", "recall", "faithfulness",
                   "edge_precision", "edge_recall")
-NOT_PLANTED_IN_TRAINED = ("faithfulness_at_k", "faithfulness")  # circuit-level metrics: see the module doc
+# on trained cells: circuit faithfulness is not planted, and an alignment's IIA is the model's own
+# (>= 0.95 when it reached its targets, lower when it missed): see the module doc
+NOT_PLANTED_IN_TRAINED = ("faithfulness_at_k", "faithfulness", "iia")
+NOT_RUN = ("refused", "missing")  # a compiler refused the pair / the trained model is not in the store
 HEADLINE = {"site_scores": "node AUROC", "alignment": "IIA", "circuit": "faithfulness"}
 
 
@@ -58,7 +63,7 @@ def summarize(rows, seed: int = 0) -> dict:
             "per_family": per_family,
             "gap": gap,
             "cells": len(mr),
-            "failed": sum(r.get("status") not in ("ok", "refused") for r in mr),
+            "failed": sum(r.get("status") not in ("ok", *NOT_RUN) for r in mr),
             "refused": sum(r.get("status") == "refused" for r in mr),
             "seconds": float(sum(r.get("seconds", 0.0) for r in mr)),
             "extra": extra,
@@ -73,7 +78,7 @@ def control_checks(rows, seed: int = 0) -> list[dict]:
         ok = _ok([r for r in rows if r["method"] == m])
         bad = [(f"{r['task']}/{r['family']}/{r['kind']}", k, r[k]) for r in ok for k in ORACLE_METRICS
                if isinstance(r.get(k), (int, float)) and abs(r[k] - 1.0) > 1e-4 and not (r["kind"] == "trained" and k in NOT_PLANTED_IN_TRAINED)]
-        failed = [r for r in rows if r["method"] == m and r.get("status") != "ok"]
+        failed = [r for r in rows if r["method"] == m and r.get("status") not in ("ok", *NOT_RUN)]
         passed = not bad and not failed and bool(ok)
         detail = "1.0 on every metric of every cell" if passed else (
             f"{len(bad)} values below 1.0, e.g. {bad[:3]}" if bad else f"{len(failed)} cells failed" if failed else "no finished cells")
@@ -133,4 +138,5 @@ def render_text(summary) -> str:
 
 
 NA_NOTE = ("n/a: no defined score; node AUROC is undefined where every site is in the ground-truth circuit (most RNNs: every layer holds a variable), "
-           "and the arch gap is taken over the families that have a score. refused: a compiler refused the (task, family) pair.")
+           "and the arch gap is taken over the families that have a score. refused: a compiler refused the (task, family) pair; "
+           "a trained model not yet in the store is a missing cell (not failed), evaluated by the next run.")

@@ -112,6 +112,12 @@ def test_oracle_is_held_to_circuit_faithfulness_on_compiled_cells_only(control_g
     trained = [dict(r, kind="trained") for r in unfaithful]
     assert not broken(summarize(trained + [r for r in rows if r["method"] != "oracle"]))  # trained: only where variables live is planted
     assert broken(summarize([dict(r, auroc=0.5) for r in trained]))  # ... and that is still checked
+    alignment = {"method": "oracle_alignment", "task": "shift", "family": "rnn", "status": "ok", "score": 0.97, "iia": 0.97, "overlap": 1.0}
+    assert not broken(summarize([dict(alignment, kind="trained")]))  # a trained model's IIA is its own (>= 0.95 on its card)
+    assert broken(summarize([dict(alignment, kind="compiled")]))
+    missing = {"method": "oracle", "task": "shift", "family": "rnn", "kind": "trained", "status": "missing", "error": "not built"}
+    summary = summarize(rows + [missing])
+    assert not broken(summary) and summary["methods"]["oracle"]["failed"] == 0  # not built yet is not a failure
 
 
 def test_report(control_grid):

@@ -30,7 +30,8 @@ def test_same_seed_gives_identical_weights():
 
 
 def test_same_seed_gives_identical_weights_with_held_out_checks_every_step():
-    # held-out checks every step take part in training (the IIA-weighted variable draws)
+    # held-out checks every step (whose IIA, once measured, steers the variable draws; the draws
+    # themselves: test_variable_draws_follow_the_weights_and_the_seed)
     a, b = _tiny(0, steps=12, eval_every=1), _tiny(0, steps=12, eval_every=1)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
@@ -141,6 +142,10 @@ def test_build_skips_valid_models_resumes_and_shards(tmp_path):
     for shard in shards:  # a pair's compiled and trained jobs stay together: trained work spreads evenly
         assert sum(kind == "trained" for kind, _, _ in shard) in (1, 2)
         assert {(t, a) for k, t, a in shard if k == "compiled"} == {(t, a) for k, t, a in shard if k == "trained"}
+    with pytest.raises(ValueError, match="workers=0"):
+        build(["shift"], ["rnn"], root=tmp_path, workers=0)
+    with pytest.raises(ValueError, match="max_minutes=0"):
+        build(["shift"], ["rnn"], root=tmp_path, max_minutes=0)
     assert parse_shard("1/3") == (1, 3)
     with pytest.raises(ValueError):
         parse_shard("3/3")

@@ -28,8 +28,8 @@ Mamba has no positional embedding; ``pos_embed=True`` adds a learned table, used
 models whose program reads ``Indices``. There is no normalisation layer.
 
 Two equal paths: ``run`` (and ``_forward`` with a tap) runs the recurrence as a Python loop over
-time steps, tapping ``L{l}.state`` at every step; a layer whose state is neither cached nor
-intervened on, and ``forward`` (the fast path used for training), compute all states without
+time steps, tapping ``L{l}.state`` at every step; a layer whose state is not intervened on
+(caching it is fine: the states are tapped whole), and ``forward`` (the fast path used for training), compute all states without
 taps (``_scan_states``: the same products and sums, no division by a cumulative product and no
 logarithm, so decays of exactly 0 or 1 stay exact) and every other op over the whole sequence. ``tests/test_family_ssm.py`` holds the two paths equal.
 

@@ -120,6 +120,12 @@ def run_job(root: Path, kind: str, task: str, arch: str, seed: int = 0, plant: b
     return record, message
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # a worker per core: compile and train on one thread each
+
+
 def _run_job_star(args) -> tuple[dict | None, str]:
     root, job, kwargs = args
     return run_job(root, *job, **kwargs)
@@ -131,10 +137,17 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
     """Compile and train the grid into ``root`` (see the module docstring); returns this run's records.
 
     ``workers > 1`` runs that many jobs at once in separate processes (one torch thread each),
-    handing the next job to whichever worker is free.
+    handing the next job to whichever worker is free. A pair that stops at ``max_minutes``
+    rather than at its targets stops at a step count that depends on the machine's speed and
+    load; a pair that reaches its targets (or stops at ``max_steps``) gets the same weights
+    from the same seed wherever it runs.
     """
     from ..compile import FAMILIES, check_family
 
+    if int(workers) < 1:
+        raise ValueError(f"workers={workers}: need at least 1 (e.g. --workers 2 on a 2-core machine)")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ValueError(f"max_minutes={max_minutes}: need a positive time per trained model (default {DEFAULT_MAX_MINUTES})")
     task_names = list(task_names or tasks_pkg.names())
     for t in task_names:
         tasks_pkg.get(t)  # unknown task: a clear error before any work
@@ -157,7 +170,7 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
         return records
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(int(workers)) as pool:
+    with multiprocessing.get_context("spawn").Pool(int(workers), initializer=_one_thread) as pool:
         for k, result in enumerate(pool.imap_unordered(_run_job_star, [(root, job, kwargs) for job in mine])):
             done(k + 1, result)
     return records

@@ -9,7 +9,8 @@ when held-out accuracy >= 99% and (planted) every variable's held-out IIA >= 95%
 ``max_steps`` / ``max_minutes``. The card (:mod:`zoo.training.card`) goes into ``model.meta``.
 
 Determinism: the same seed gives the same weights on CPU (seeded init, seeded batches,
-``seed_everything``, Lightning's ``deterministic=True``). Scaling goes through Lightning's own
+``seed_everything``, Lightning's ``deterministic=True``), up to the step the run stops at: a
+run cut by ``max_minutes`` stops at a step that depends on the machine's speed. Scaling goes through Lightning's own
 ``devices`` / ``strategy`` / ``num_nodes``.
 """
 
