@@ -31,7 +31,7 @@ import tasks as tasks_pkg
 from .. import store
 
 
-DEFAULT_MAX_MINUTES = 5.0  # per trained model: a pair that has not reached its targets by then is kept, marked missed
+DEFAULT_MAX_MINUTES = 6.0  # per trained model: a pair that has not reached its targets by then is kept, marked missed
 
 
 def default_store() -> Path:

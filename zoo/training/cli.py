@@ -30,7 +30,7 @@ def add_train_parser(sub) -> None:
     b.add_argument("--shard", default=None, help="i/n: this worker's share of the grid (0 <= i < n)")
     b.add_argument("--workers", type=int, default=1, help="jobs run at once on this machine (separate processes, one torch thread each)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--max-minutes", type=float, default=None, help="per trained model (default 5)")
+    b.add_argument("--max-minutes", type=float, default=None, help="per trained model (default 6)")
     b.add_argument("--max-steps", type=int, default=None, help="per trained model")
     b.add_argument("--no-plant", action="store_true")
     b.add_argument("--retry-missed", action="store_true", help="retrain trained models whose card says they missed their targets")
