@@ -83,14 +83,20 @@ class ReferenceTransformer(nn.Module):
         return x @ m.W_U + m.b_U
 
 
+def _compiled_and_wrapped(task_name, family, reference, seeds, atol):
+    """The compiled model, its weights in ``reference`` (checked equal on a base batch) wrapped by
+    nnsight, and a base and a source batch."""
+    task = tasks.get(task_name)
+    model = zoo.compile(task, family)
+    ref = reference(model)
+    base, source = (torch.as_tensor(task.sample(16, seed=s).tokens) for s in seeds)
+    assert torch.allclose(ref(base), model(base), atol=atol)
+    return task, model, nnsight.NNsight(ref), base, source
+
+
 @pytest.mark.parametrize("task_name", ["parity", "induction", "permutation"])
 def test_nnsight_patch_of_an_rnn_state_equals_run_with_interventions(task_name):
-    task = tasks.get(task_name)
-    model = zoo.compile(task, "rnn")
-    ref = ReferenceRNN(model)
-    base, source = (torch.as_tensor(task.sample(16, seed=s).tokens) for s in (1, 2))
-    assert torch.allclose(ref(base), model(base), atol=1e-5)
-    wrapped = nnsight.NNsight(ref)
+    task, model, wrapped, base, source = _compiled_and_wrapped(task_name, "rnn", ReferenceRNN, seeds=(1, 2), atol=1e-5)
     later = 0  # patches whose effect reached a later time step (the state flowed into t+1)
     for layer in range(model.config.num_layers):
         for t in (1, task.max_len // 2):
@@ -113,12 +119,7 @@ def test_nnsight_patch_of_an_rnn_state_equals_run_with_interventions(task_name):
 
 @pytest.mark.parametrize("task_name", ["induction", "sort"])
 def test_nnsight_patch_of_a_transformer_head_equals_run_with_interventions(task_name):
-    task = tasks.get(task_name)
-    model = zoo.compile(task, "transformer")
-    ref = ReferenceTransformer(model)
-    base, source = (torch.as_tensor(task.sample(16, seed=s).tokens) for s in (3, 4))
-    assert torch.allclose(ref(base), model(base), atol=1e-4)
-    wrapped = nnsight.NNsight(ref)
+    task, model, wrapped, base, source = _compiled_and_wrapped(task_name, "transformer", ReferenceTransformer, seeds=(3, 4), atol=1e-4)
     c = model.config
     moved = 0
     for layer in range(c.n_layers):
