@@ -64,6 +64,25 @@ def counterfactual(program: Program, base: np.ndarray, source: np.ndarray, inter
     return values, counted_positions(program, resolved, n, L)
 
 
+def replaced(program: Program, base: np.ndarray, source: np.ndarray, variable: Union[str, Variable], where: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Values of every variable on ``base`` when the per-position ``variable`` takes its value
+    from ``source`` at every position where the boolean mask ``where`` ``[n, L]`` is set (an
+    interchange intervention at many positions at once). Returns ``(values, counts)``: a readout
+    position counts from the first replaced position on, as for one intervention there."""
+    name = variable if isinstance(variable, str) else variable.name
+    if not program[name].per_position:
+        raise ValueError(f"{name!r} mixes positions (Aggregate/Scan): intervene on it one position at a time with counterfactual()")
+    base, source = np.asarray(base, dtype=np.int64), np.asarray(source, dtype=np.int64)
+    where = np.asarray(where, dtype=bool)
+    if base.shape != source.shape or where.shape != base.shape:
+        raise ValueError(f"base {base.shape}, source {source.shape} and where {where.shape} must have the same shape")
+    new = _evaluate(program, source, {}, only=_ancestor_names(program, [name]))[name]
+    values = _evaluate(program, base, {name: (where, new)})
+    t = np.arange(base.shape[1])[None, :]
+    counts = where.any(axis=1, keepdims=True) & (t >= where.argmax(axis=1)[:, None])
+    return values, counts
+
+
 def counted_positions(program: Program, resolved: dict[str, np.ndarray], n: int, L: int) -> np.ndarray:
     """The ``[n, L]`` mask of positions an intervention's effect is read at (see module doc)."""
     t = np.arange(L)[None, :]
@@ -113,8 +132,11 @@ def _evaluate(program: Program, tokens: np.ndarray, patches: dict[str, tuple[np.
         x = _compute(v, values, tokens)
         if v.name in patches:
             pos, new = patches[v.name]
-            x = x.copy()
-            x[rows, pos] = new
+            if pos.ndim == 2:  # a boolean [n, L] mask of positions, new [n, L]
+                x = np.where(pos, new, x)
+            else:
+                x = x.copy()
+                x[rows, pos] = new
         values[v.name] = x
     return values
 

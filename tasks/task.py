@@ -175,6 +175,15 @@ class Task:
         mask = counted & self.readout_mask(base)
         return Counterfactual(self.to_classes(values[self.output.name], mask), mask, values)
 
+    def replaced(self, base, source, variable: Union[str, Variable], where) -> Counterfactual:
+        """The outputs of ``base`` when the per-position ``variable`` takes its value from
+        ``source`` at every position where ``where`` ``[n, L]`` is set (see
+        :func:`tasks.interpreter.replaced`)."""
+        base, source = self.validate(base), self.validate(source)
+        values, counted = interpreter.replaced(self.program, base, source, variable, where)
+        mask = counted & self.readout_mask(base)
+        return Counterfactual(self.to_classes(values[self.output.name], mask), mask, values)
+
     # -- sampling ----------------------------------------------------------------------------
     @staticmethod
     def sep_position(length: int) -> int:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import tasks
 from tasks import Aggregate, Indices, Map, Program, Select, Tokens, strategies
-from tasks.interpreter import counterfactual
+from tasks.interpreter import counterfactual, replaced
 
 from .reference_interpreter import evaluate
 
@@ -59,6 +59,45 @@ def test_vectorised_interpreter_equals_reference_interpreter_under_interventions
                 assert values[v][i].tolist() == slow[v], (v, base[i].tolist(), source[i].tolist(), variable, j)
 
     check()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_replacing_a_variable_at_many_positions_equals_the_reference_interpreter(name):
+    """``replaced`` (a per-position variable taken from the source wherever a mask says) against
+    the plain-Python interpreter given every replaced position, and, on one position, against
+    ``counterfactual``."""
+    task = tasks.get(name)
+    per_position = [v.name for v in task.program if v.per_position]
+
+    @SOME
+    @given(strategies.pairs(task, max_size=3), st.sampled_from(per_position), st.data())
+    def check(pair, variable, data):
+        base, source = pair
+        n, L = base.shape
+        where = np.array(data.draw(st.lists(st.lists(st.booleans(), min_size=L, max_size=L), min_size=n, max_size=n)), dtype=bool)
+        values, counts = replaced(task.program, base, source, variable, where)
+        for i in range(n):
+            src = evaluate(task.program, source[i].tolist())
+            patches = {(variable, int(j)): src[variable][int(j)] for j in np.flatnonzero(where[i])}
+            slow = evaluate(task.program, base[i].tolist(), patches)
+            for v in task.program.names:
+                assert values[v][i].tolist() == slow[v], (v, variable, base[i].tolist(), source[i].tolist(), where[i].tolist())
+            first = int(np.argmax(where[i])) if where[i].any() else L
+            assert counts[i].tolist() == [t >= first for t in range(L)]
+        j = data.draw(st.integers(0, L - 1))
+        one = np.zeros_like(where)
+        one[:, j] = True
+        a, b = task.replaced(base, source, variable, one), task.counterfactual(base, source, variable, j)
+        assert np.array_equal(a.outputs, b.outputs) and np.array_equal(a.mask, b.mask)
+
+    check()
+
+
+def test_replacing_an_aggregate_at_many_positions_is_refused():
+    task = tasks.get("parity")
+    base = task.sample(2, seed=0).tokens
+    with pytest.raises(ValueError, match="mixes positions"):
+        replaced(task.program, base, base, "ones", np.ones_like(base, dtype=bool))
 
 
 @pytest.mark.parametrize("name", NAMES)
