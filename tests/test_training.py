@@ -10,7 +10,7 @@ import torch
 
 import tasks
 from zoo import store
-from zoo.training import alignment, train
+from zoo.training import alignment, strict, train
 from zoo.training.build import build, jobs, parse_shard, shard_jobs
 from zoo.training.cli import main as train_cli
 from zoo.training.train import build_model
@@ -43,10 +43,11 @@ def test_variable_draws_follow_the_weights_and_the_seed():
     task = tasks.get("parity")
     names = list(task.program.names)
     only_last = [0.0] * (len(names) - 1) + [1.0]
-    assert {make_batch(task, 8, s, names, only_last)["variable"] for s in range(20)} == {names[-1]}
-    assert len({make_batch(task, 8, s, names)["variable"] for s in range(40)}) == len(names)  # uniform: every one drawn
+    assert {int(k) for s in range(5) for k in make_batch(task, 8, s, names, only_last)["variable"]} == {len(names) - 1}
+    assert len(set(make_batch(task, 64, 0, names)["variable"].tolist())) == len(names)  # uniform: every one drawn
     a, b = make_batch(task, 8, 7, names, [1, 2, 3, 4]), make_batch(task, 8, 7, names, [1, 2, 3, 4])
-    assert a["variable"] == b["variable"] and np.array_equal(a["base"], b["base"])
+    for key in ("variable", "position", "location", "base", "source", "cf_targets", "iit_mask"):
+        assert np.array_equal(a[key], b[key]), key
 
 
 def test_loaded_model_predicts_bit_identically_and_keeps_card_and_ground_truth(tmp_path):
@@ -63,6 +64,24 @@ def test_loaded_model_predicts_bit_identically_and_keeps_card_and_ground_truth(t
     assert set(back.ground_truth.variables) == set(model.ground_truth.variables)
     for name, loc in model.ground_truth.variables.items():
         assert np.array_equal(loc.basis, back.ground_truth.variables[name].basis) and loc.lag == 0
+
+
+def test_the_card_measures_how_far_the_strict_claim_holds():
+    from zoo.training.card import strict_accuracy
+    from zoo.training.datamodule import TaskDataModule
+    from zoo import verify
+
+    model = train("shift", "rnn", seed=0, max_steps=300)
+    card = model.meta["card"]
+    plan = alignment.plan(tasks.get("shift"), "rnn")
+    model_sites = strict.strict_sites(plan, model)
+    assert set(card["strict"]) == set(model_sites) and card["min_strict"] == min(card["strict"].values())
+    task, data = tasks.get("shift"), TaskDataModule(tasks.get("shift"), seed=0)
+    width = model.config.hidden_size
+    nothing = strict_accuracy(model, task, data, {"L0.hidden": np.zeros(width, dtype=bool)})
+    assert nothing["L0.hidden"] == verify.accuracy(model, task, data.heldout(512))  # nothing patched: the clean accuracy
+    everything = strict_accuracy(model, task, data, {"L0.hidden": np.ones(width, dtype=bool)})
+    assert everything["L0.hidden"] < 0.5  # the whole last layer from another input: the answers go with it
 
 
 def test_a_trained_model_without_its_card_is_refused(tmp_path):
@@ -93,11 +112,10 @@ def test_alignment_blocks_are_disjoint_and_respect_dependency_order(family):
         for u in v.inputs:  # an input is written no later than the variable that reads it
             assert order.index(gt.variables[u.name].site) <= order.index(gt.variables[v.name].site)
     by_site = {}
-    for name, loc in gt.variables.items():
-        key = "stream" if family != "rnn" else loc.site
-        cols = set(np.flatnonzero(np.abs(loc.basis).sum(0)))
-        assert not (cols & by_site.get(key, set())), name
-        by_site.setdefault(key, set()).update(cols)
+    for name, (site, block) in plan.blocks.items():  # (the tokens' location also spans the token Maps': test_the_tokens_location_spans_the_maps_...)
+        key = "stream" if family != "rnn" else site
+        assert not (set(block) & by_site.get(key, set())), name
+        by_site.setdefault(key, set()).update(block)
 
 
 @pytest.mark.parametrize("family", ["transformer", "ssm"])
@@ -106,16 +124,174 @@ def test_strict_term_covers_idle_blocks_but_never_a_live_one(family):
     plan = alignment.plan(task, family)
     model = build_model(task, family, 0, plan)
     order = [s.name for s in model.site_list()]
-    assert "tokens" in alignment.idle_variables(plan, model, "L2.resid")  # the le_k Maps are written by then
-    assert "sorted_value" in alignment.idle_variables(plan, model, "L0.resid")  # not written yet
-    for site in alignment.strict_sites(plan, model):
-        patched = set(np.flatnonzero(alignment.free_basis(plan, model, site).sum(0)))
+    assert "tokens" in strict.idle_variables(plan, model, "L2.resid")  # the le_k Maps are written by then
+    assert "sorted_value" in strict.idle_variables(plan, model, "L0.resid")  # not written yet
+    for site in strict.strict_sites(plan, model):
+        if model.site(site).kind != "resid":  # component outputs: test_strict_term_patches_a_component_outside_what_it_computes
+            continue
+        patched = set(np.flatnonzero(strict.free_basis(plan, model, site).sum(0)))
         for v in task.program:
             block = set(plan.blocks[v.name][1])
             written = order.index(plan.blocks[v.name][0]) <= order.index(site)
             later_reader = any(order.index(plan.blocks[w.name][0]) > order.index(site) for w in task.program if v in w.inputs)
             if written and (v is task.program.output or later_reader):  # in use at this point: never patched by the strict term
                 assert not (block & patched), (site, v.name)
+
+
+@pytest.mark.parametrize("family", ["transformer", "ssm"])
+def test_strict_term_patches_a_component_outside_what_it_computes(family):
+    task = tasks.get("sort")
+    plan = alignment.plan(task, family)
+    model = build_model(task, family, 0, plan)
+    writers = strict.writers(plan, model)
+    comps = [s.name for s in model.site_list() if s.kind in strict.COMPONENT_KINDS]
+    for c in comps:
+        patched = set(np.flatnonzero(strict.free_basis(plan, model, c).sum(0)))
+        mine = {v for v, cs in writers.items() if c in cs}
+        for v, (site, idx) in plan.blocks.items():
+            if v in mine or (v == plan.output and comps.index(c) > max(comps.index(w) for w in writers[v])):
+                assert not (set(idx) & patched), (c, v)  # its own variables (and the output, decoded further) are kept
+            else:
+                assert set(idx) <= patched, (c, v)  # everything else it might write is patched
+    first_mixer = "L0.attn.head0" if family == "transformer" else "L0.mixer"
+    assert not any(first_mixer in cs for cs in writers.values())  # sort computes nothing by mixing in layer 0...
+    assert strict.free_basis(plan, model, first_mixer).shape[0] == model.site(first_mixer).width  # ...so it is patched whole
+    # a per-position Map is computed by the MLP before it, never by the sequence mixer
+    assert all(model.site(c).kind == "mlp" for c in writers["le0"]) and all(model.site(c).kind != "mlp" for c in writers["count_le0"])
+
+
+def test_rnn_relays_carry_a_variable_to_a_reader_layers_above_and_are_never_patched():
+    task = tasks.get("sort")
+    plan = alignment.plan(task, "rnn")
+    model = build_model(task, "rnn", 0, plan)
+    # rank (layer 3) reads indices (layer 0): layers 1 and 2 carry it; the le_k Maps (layer 2) read tokens (embed)
+    assert {site for (v, site) in plan.relays if v == "indices"} == {"L1.hidden", "L2.hidden"}
+    assert {site for (v, site) in plan.relays if v == "tokens"} == {"L0.hidden", "L1.hidden"}
+    for (v, site), idx in plan.relays.items():
+        assert len(idx) == len(plan.blocks[v][1])
+        assert not set(idx) & set(np.flatnonzero(strict.free_basis(plan, model, site).sum(0)))
+    assert {(v, site) for v, site, _ in strict.carriers(plan, model)} == set(plan.relays)
+    # first_occurrence: its lookup's memory slots live in layer 1, between the inputs and the gates
+    plan = alignment.plan(tasks.get("first_occurrence"), "rnn")
+    model = build_model(tasks.get("first_occurrence"), "rnn", 0, plan)
+    assert "L1.hidden" not in strict.strict_sites(plan, model) and "L1.hidden" not in alignment.silent_units(plan)
+
+
+def test_silent_rnn_units_start_at_zero_and_get_no_gradient():
+    model = train("sort", "rnn", seed=0, max_steps=3, eval_every=0, batch_size=8)
+    plan = alignment.plan(tasks.get("sort"), "rnn")
+    silent = alignment.silent_units(plan)
+    assert silent and all(len(units) for units in silent.values())
+    for site, units in silent.items():
+        k = int(site[1:].split(".")[0])
+        for p in model.layer_params(k):
+            assert torch.equal(p[units], torch.zeros_like(p[units])), site  # still zero after training steps
+        used = {i for s, idx in plan.blocks.values() if s == site for i in idx} | {i for (_, s), idx in plan.relays.items() if s == site for i in idx}
+        assert not used & set(units)
+
+
+def test_streams_hold_a_map_of_the_token_in_their_embedding():
+    task = tasks.get("modular_addition")  # digit = Map(tokens), total = Sum(digit), sum_mod = Map(total)
+    for family in ("transformer", "ssm"):  # the embedding computes digit: no layer is spent on it
+        plan = alignment.plan(task, family)
+        assert plan.blocks["digit"][0] == "L0.resid" and plan.blocks["sum_mod"][0] == "L1.resid"
+        assert plan.config["n_layers"] == 1
+    plan = alignment.plan(task, "rnn")  # an RNN's embedding is linear per token, so a layer computes the Map
+    assert plan.blocks["digit"][0] == "L0.hidden" and plan.config["num_layers"] == 3
+
+
+def test_iit_batches_mix_interventions_no_ops_whole_sequences_and_carriers():
+    from zoo.training.datamodule import make_batch
+
+    task = tasks.get("sort")
+    plan = alignment.plan(task, "rnn")
+    model = build_model(task, "rnn", 0, plan)
+    names = list(task.program.names)
+    carriers = {n: sum(v == n for v, _, _ in strict.carriers(plan, model)) for n in names}
+    b = make_batch(task, 512, 3, names, carriers=carriers)
+    vb, vs = task.run(b["base"]), task.run(b["source"])
+    rows = np.arange(512)
+    kinds = {"noop": 0, "whole": 0, "carried": 0, "intervention": 0}
+    for i in rows:
+        name = names[b["variable"][i]]
+        agree = vb[name][i] == vs[name][i]
+        if b["location"][i]:  # a carrier: patched where base and source agree, the outputs stay the base's
+            kinds["carried"] += 1
+            assert np.array_equal(b["iit_mask"][i], agree) and np.array_equal(b["cf_targets"][i], b["targets"][i])
+        elif task.program[name].per_position and b["iit_mask"][i][1:].all() and not agree[1:].all():  # replaced at every position
+            whole = np.ones((1, task.max_len), dtype=bool)
+            whole[0, 0] = False
+            replaced = task.replaced(b["base"][i:i + 1], b["source"][i:i + 1], name, whole).outputs[0]
+            if (~agree[1:]).sum() == 1:  # differing at one position only, it may as well be an intervention there
+                cf = task.counterfactual(b["base"][i:i + 1], b["source"][i:i + 1], name, b["position"][i:i + 1]).outputs[0]
+                assert np.array_equal(b["cf_targets"][i], replaced) or np.array_equal(b["cf_targets"][i], cf)
+                continue
+            kinds["whole"] += 1
+            assert np.array_equal(b["cf_targets"][i], replaced)
+        elif agree[b["position"][i]]:  # a no-op: every output stays
+            kinds["noop"] += 1
+            assert np.array_equal(b["cf_targets"][i], b["targets"][i])
+        else:
+            kinds["intervention"] += 1
+            cf = task.counterfactual(b["base"][i:i + 1], b["source"][i:i + 1], name, b["position"][i:i + 1])
+            assert np.array_equal(b["cf_targets"][i], cf.outputs[0])
+            assert np.array_equal(b["iit_mask"][i], agree | (np.arange(task.max_len) == b["position"][i]))
+    assert all(kinds.values()), kinds
+
+
+def test_iit_masks_patch_each_examples_own_block_where_its_batch_says():
+    from zoo.training.datamodule import make_batch, to_tensors
+    from zoo.training.iit import iit_masks
+
+    task = tasks.get("sort")
+    plan = alignment.plan(task, "rnn")
+    model = build_model(task, "rnn", 0, plan)
+    gt = alignment.ground_truth(plan, model)
+    names = list(task.program.names)
+    locations = {n: [(gt.variables[n].site, gt.variables[n].tensor())] for n in names}
+    for n, site, basis in strict.carriers(plan, model):
+        locations[n].append((site, torch.as_tensor(basis)))
+    carriers = {n: len(v) - 1 for n, v in locations.items()}
+    batch = to_tensors(make_batch(task, 64, 5, names, carriers=carriers))
+    masks = iit_masks(locations, names, batch)
+    widths = {s.name: s.width for s in model.site_list()}
+    for i in range(64):
+        name = names[int(batch["variable"][i])]
+        site, basis = locations[name][int(batch["location"][i])]
+        for other, m in masks.items():
+            expected = torch.zeros(m.shape[1:])
+            if other == site:
+                expected = batch["iit_mask"][i][:, None].float() * (basis.sum(0) != 0).float()[None, :]
+            assert torch.equal(m[i], expected), (i, name, other)
+        assert widths[site] == masks[site].shape[-1]
+    assert int(batch["location"].gt(0).sum()) > 0  # carriers were drawn
+
+
+def test_the_tokens_location_spans_the_maps_the_embedding_derives_from_them():
+    task = tasks.get("parity")  # is_one = Map(tokens) lives in the embedding beside the token
+    for family in ("transformer", "ssm"):
+        plan = alignment.plan(task, family)
+        model = build_model(task, family, 0, plan)
+        gt = alignment.ground_truth(plan, model)
+        assert plan.derived == {"tokens": ("is_one",)}
+        assert gt.variables["is_one"].site == gt.variables["tokens"].site == "L0.resid"
+        cols = set(np.flatnonzero(np.abs(gt.variables["tokens"].basis).sum(0)))
+        assert cols == set(plan.blocks["tokens"][1]) | set(plan.blocks["is_one"][1])
+        # the token's own block is read by nothing beyond the embedding: the strict term patches it there
+        assert set(plan.blocks["tokens"][1]) <= set(np.flatnonzero(strict.free_basis(plan, model, "L0.resid").sum(0)))
+    plan = alignment.plan(task, "rnn")  # an RNN keeps the compiled layout: is_one in layer 0
+    assert plan.blocks["is_one"][0] == "L0.hidden" and plan.derived == {}
+
+
+def test_ssm_init_starts_some_channels_as_accumulators():
+    from zoo.families import ssm
+
+    model = ssm.from_config(dict(vocab_size=5, n_classes=3, max_len=16, d_model=32, d_inner=64), seed=0)
+    blk = model.blocks[0]
+    step = torch.nn.functional.softplus(blk.delta_proj.bias)  # the step at a zero input
+    decay = torch.exp(-step[:, None] * torch.exp(blk.A_log))  # [E, N]
+    assert (decay.min(1).values ** 16 > 0.99).any()  # some channel keeps 99% of its sum over a whole sequence
+    assert (decay.max(1).values ** 16 < 0.5).any()  # and others forget within it
 
 
 def test_planted_training_reaches_its_targets_on_shift_rnn():

@@ -134,8 +134,8 @@ class RNN(ZooModel):
             pre = x @ w_ih.T + (b_ih + b_hh)  # [B, T, H]: the input part of every step at once
             w_hh_t = w_hh.T
             h, states = h0, []
-            for t in range(x.shape[1]):
-                h = torch.relu(torch.addmm(pre[:, t], h, w_hh_t))
+            for t, pre_t in enumerate(pre.unbind(1)):  # unbind: one stack in backward, not a zeroed [B, T, H] per step
+                h = torch.relu(torch.addmm(pre_t, h, w_hh_t))
                 h = tap(name, h, t=j0 + t)
                 states.append(h)
             x = torch.stack(states, dim=1)

@@ -3,7 +3,8 @@
 ``train(task, arch, plant=True, seed=0, ...)`` returns a model of the family's own class with its
 dense init, ``ground_truth`` set to the planted alignment and a model card in ``meta``;
 ``build(...)`` fills a store directory with the compiled and trained grid (skip/resume/shard).
-Modules: :mod:`.alignment` (where each variable goes), :mod:`.iit` (the objective),
+Modules: :mod:`.alignment` (where each variable goes), :mod:`.strict` (what the strict term
+patches around it, and the blocks that carry a variable), :mod:`.iit` (the objective),
 :mod:`.datamodule`, :mod:`.lightning_module`, :mod:`.train`, :mod:`.card`, :mod:`.build`,
 :mod:`.cli`.
 """

@@ -4,29 +4,37 @@ A planted model is trained so that every program variable sits in a chosen *loca
 and a block of coordinates of it (an axis-aligned orthonormal basis, lag 0). The choice:
 
 - **which site**: the site the family's compiler uses for the variable (``zoo.compile``), so the
-  dependency order across layers is the compiler's, which is known to be realisable (a token
-  ``Map`` after layer 0's MLP, an ``Aggregate`` of depth d after layer d's attention / mixer /
-  recurrent layer...). Where the compiler refuses the pair (e.g. ``Scan`` in a transformer) a
-  depth rule gives the site instead: inputs at the embedding, an aggregate of depth d after the
-  sequence mixer of layer d, a per-position variable of depth d after layer d's MLP.
+  dependency order across layers is the compiler's, which is known to be realisable (an
+  ``Aggregate`` of depth d after layer d's attention / mixer / recurrent layer...). Two changes:
+  in a residual stream a ``Map`` of the token alone lives in the embedding (a trained embedding
+  holds it; the compiler spends layer 0's MLP on it), which moves everything a layer down when
+  layer 0 held nothing else, so no sequence mixer sits unused in front of the algorithm (the
+  SSM of ``modular_addition`` summed its digits there); where the compiler refuses the pair
+  (``Scan`` in a transformer or SSM) a depth rule gives the site: inputs at the embedding, an
+  aggregate of depth d after the sequence mixer of layer d, a per-position variable of depth d
+  after layer d's MLP, and a ``Scan`` after two mixing layers (the Krohn-Rhodes depth of S3).
 - **which coordinates**: families with a residual stream (transformer, SSM) give every variable
   its own block of the stream, disjoint from every other variable's at every layer (a stream
-  carries a variable from where it is written onwards). Per-layer sites (an RNN's hidden layers,
-  its embedding) give each variable a block of units of that layer. A block is as wide as the
-  compiled subspace (stream sites) or as the number of units the compiled basis touches
-  (unit sites: an RNN computes a Map of a count with one unit per value), so the block can hold
-  what the compiled construction holds. A numerical variable in an RNN gets a unit per value (up
-  to 32) rather than the compiler's single counter unit, which training from a dense init rarely
-  finds; a numerical program output gets as many directions (up to 32) in every family, since a
-  linear readout decodes it. In a residual stream a non-output variable gets at most 8
-  directions (the compiler spends one per value, 16-17 for positions and indices): a learned
-  code fits, and it keeps the seq2seq models small enough to train in minutes.
+  carries a variable from where it is written onwards). An RNN layer gives each of its variables
+  a block of units, and a variable read more than one layer up gets a *relay* block in every
+  layer between (an RNN layer reads only the layer below). Block widths follow the compiled
+  subspace (stream sites) or the units the compiled basis touches (RNN layers), with these
+  changes: a numerical variable in an RNN gets a unit per value (up to 32; a compiled counter is
+  one unit, rarely found from a dense init) and a ``Map`` with a categorical input at most 16
+  units or one per value (its recurrence and a learned code replace the compiler's unit per combination of
+  inputs); a numerical program
+  output gets a direction per value (up to 32) in every family, since a linear readout decodes
+  it; a non-output variable in a stream at most 8 directions (a learned code of positions and
+  indices); and in an SSM a small numerical summand (a digit, a +-1 step) a direction per value,
+  so a channel's nonlinear write (SiLU convolution, softplus step) stays linear in the counts.
 
-The sizes of the trained model (layers from the compiled model, widths from the blocks plus
-free room, an MLP wide enough for the sawtooth of a count taken mod k) come from :func:`plan`.
-A ``Scan`` that no exact compiler handles (``permutation`` in the transformer and the SSM) gets
-two mixing layers, the Krohn-Rhodes depth of S3. The alignment becomes the trained model's
-ground truth.
+Sizes (:func:`plan`): layers from the compiled model; widths from the blocks plus a little free
+room (4 stream coordinates; 16 where a variable is computed over several stages and needs
+scratch room); an MLP wide enough for the sawtooth of a count taken mod k. An RNN has one width
+for all layers, set by its widest layer; the units a narrower layer does not use start silent
+(:func:`silent_units`), except in a layer holding a lookup's memory slots (:func:`scratch_layers`).
+The alignment becomes the trained model's ground truth (:func:`ground_truth`); what the strict
+term patches around it is :mod:`zoo.training.strict`.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from ..ground_truth import GroundTruth, Location
 
 STREAM_KINDS = ("resid", "mixer", "mlp", "head")
 STREAM_BLOCK_DIM = 8  # at most this many directions for a non-output variable in a residual stream
+FREE_ROOM, SCRATCH_ROOM = 4, 16  # stream coordinates beyond the blocks (see plan)
+RNN_MAP_UNITS = 16  # at most this many units (or one per value) for a Map with a categorical input in an RNN layer
 
 
 @dataclass
@@ -52,6 +62,10 @@ class Plan:
     blocks: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     readers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # variable -> the variables that read it
     output: str = ""
+    inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # variable -> the variables it reads
+    per_position: frozenset = frozenset()  # the variables computed position by position (Map, Sum)
+    relays: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)  # (variable, RNN layer) -> units carrying it up
+    derived: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tokens -> the Maps of the token held beside it in the embedding
 
     def sites(self) -> list[str]:
         return sorted({site for site, _ in self.blocks.values()})
@@ -74,6 +88,17 @@ def _depth_site(task: Task, arch: str, name: str) -> str:
     return f"L{d + 1}.resid" if d >= 1 or v.inputs else "L0.resid"
 
 
+def _stage(site: str) -> int:
+    """Stream families: 2l at ``L{l}.resid``, 2l+1 after layer l's sequence mixer."""
+    layer = _layer_of(site)
+    return 2 * layer + (0 if site.endswith(".resid") else 1)
+
+
+def _needs_scratch(task: Task, dims: dict) -> bool:
+    """Whether a sequence-mixing variable sits more than one stage after its latest input."""
+    return any(not v.per_position and v.inputs and _stage(dims[v.name][0]) - max(_stage(dims[u.name][0]) for u in v.inputs) > 1 for v in task.program)
+
+
 def _compiled(task: Task, arch: str):
     from ..compile import CompileError, compile
 
@@ -85,6 +110,62 @@ def _compiled(task: Task, arch: str):
 
 def _layer_of(site: str) -> int:
     return int(site.split(".")[0][1:]) if site.startswith("L") else -1
+
+
+def _rnn_layer(site: str) -> int:
+    return -1 if site == "embed" else _layer_of(site)
+
+
+def _scratch_layers(task: Task, sites: dict[str, str]) -> set[int]:
+    """RNN layers strictly between a variable's latest input and the variable: they hold the
+    variable's computation (the per-key memory slots of a lookup, whose gates are the variable)."""
+    out = set()
+    for v in task.program:
+        if v.inputs:
+            lo = max(_rnn_layer(sites[u.name]) for u in v.inputs)
+            out |= set(range(lo + 1, _rnn_layer(sites[v.name])))
+    return out
+
+
+def _relays(task: Task, blocks: dict, n_layers: int) -> dict:
+    """(variable, site) for every RNN layer that must carry a variable up to a reader more than
+    one layer above it (an RNN layer reads only the layer below), except scratch layers."""
+    sites = {name: site for name, (site, _) in blocks.items()}
+    scratch = _scratch_layers(task, sites)
+    out = {}
+    for v in task.program:
+        for w in task.program:
+            if v in w.inputs:
+                for k in range(_rnn_layer(sites[v.name]) + 1, _rnn_layer(sites[w.name])):
+                    if k not in scratch:
+                        out[(v.name, f"L{k}.hidden")] = ()
+    return out
+
+
+def _is_token_map(v) -> bool:
+    return v.op in ("Map", "Sum") and all(u.op == "tokens" for u in v.inputs)
+
+
+def _token_maps_first(task: Task, arch: str, dims: dict) -> bool:
+    """Whether the compiled layout spends its first layer on Maps of the token alone (its first
+    sequence mixer unused): a trained embedding holds such a Map itself, one layer lower."""
+    first = [v for v in task.program if (_rnn_layer(dims[v.name][0]) == 0 if arch == "rnn" else _stage(dims[v.name][0]) in (1, 2))]
+    return bool(first) and all(_is_token_map(v) and (arch == "rnn" or _stage(dims[v.name][0]) == 2) for v in first)
+
+
+def _shift_down(task: Task, arch: str, dims: dict) -> dict:
+    """The layout one layer lower: Maps of the token at the embedding, the rest a layer down."""
+    out = {}
+    for v in task.program:
+        site, dim = dims[v.name]
+        if v.op in ("tokens", "indices"):
+            out[v.name] = (site, dim)
+        elif _is_token_map(v) and _layer_of(site) <= 1:
+            out[v.name] = ("embed" if arch == "rnn" else "L0.resid", dim)
+        else:
+            layer, rest = site.split(".", 1)
+            out[v.name] = (f"L{int(layer[1:]) - 1}.{rest}", dim)
+    return out
 
 
 def plan(task: Task, arch: str, **size) -> Plan:
@@ -113,6 +194,12 @@ def plan(task: Task, arch: str, **size) -> Plan:
             dim = max(dim, min(v.value_set.size, 32))
             if v.op == "Aggregate" and v.select.kind == "eq":  # a count per key value
                 dim = min(dim * v.select.key.value_set.size, 128)
+        elif arch == "ssm" and v.value_set.is_numerical and v.per_position and v.value_set.size <= STREAM_BLOCK_DIM and any(
+                w.op == "Aggregate" and w.reduce in ("sum", "count") and v in w.inputs for w in task.program):
+            # a numerical summand (a digit, a +-1 step): a direction per value, so that a channel's
+            # write, a nonlinear function of its input (SiLU convolution, softplus step), is still
+            # linear in the counts of each value and the sum stays exact
+            dim = max(dim, v.value_set.size)
         elif arch != "rnn" and v is not task.program.output and dim > STREAM_BLOCK_DIM:
             # a position or an index read by later layers: the compiler spends a direction per value
             # (16-17 here); a trained stream packs it into fewer (attention can select by a learned
@@ -121,32 +208,56 @@ def plan(task: Task, arch: str, **size) -> Plan:
         elif v is task.program.output and v.value_set.is_numerical:
             # read by the linear unembedding: a value per direction, not a finely tuned scalar
             dim = max(dim, min(v.value_set.size, 32))
+        if arch == "rnn" and v.op == "Map" and any(not u.value_set.is_numerical for u in v.inputs):
+            # the compiler computes a Map with a categorical input in one layer, a ReLU unit per
+            # combination of values (136 for sort's rank); a trained layer can use its recurrence
+            # (rank counts up from SEP) and a learned code instead. A Map of counts alone keeps its
+            # ramps (a unit per value: the sawtooth of a sum mod 5)
+            dim = min(dim, max(RNN_MAP_UNITS, v.value_set.size))
         dims[v.name] = (site, max(1, dim))
     n_layers = max([_layer_of(s) + (0 if ".resid" in s and not s.endswith("resid_mid") else 1) for s, _ in dims.values()] + [1])
     if model is not None:
         n_layers = max(n_layers, model.config.num_layers if arch == "rnn" else model.config.n_layers)
+    if arch != "rnn" and _token_maps_first(task, arch, dims):
+        dims = _shift_down(task, arch, dims)
+        n_layers -= 1
 
     blocks: dict[str, tuple[str, tuple[int, ...]]] = {}
+    relays: dict[tuple[str, str], tuple[int, ...]] = {}
     if arch == "rnn":
         used: dict[str, int] = {}
         for name, (site, dim) in dims.items():
             start = used.get(site, 0)
             blocks[name] = (site, tuple(range(start, start + dim)))
             used[site] = start + dim
+        relays = _relays(task, blocks, n_layers)
+        for (name, site) in relays:
+            width = len(blocks[name][1])
+            start = used.get(site, 0)
+            relays[(name, site)] = tuple(range(start, start + width))
+            used[site] = start + width
         widest = max([w for s, w in used.items() if s != "embed"] + [8])
-        config = dict(num_layers=n_layers, hidden_size=max(32, widest + max(16, widest // 2)), embed_dim=max(len(task.vocab), used.get("embed", 0)))
+        # a layer holding a lookup's memory slots (scratch) needs room for them; elsewhere the
+        # units beyond a layer's blocks are kept silent (see silent_units), so a few spare suffice
+        scratch = _scratch_layers(task, {n: s for n, (s, _) in blocks.items()})
+        hidden = widest + max(16, widest // 2) if scratch else widest + RNN_ROOM
+        config = dict(num_layers=n_layers, hidden_size=max(32, hidden), embed_dim=max(len(task.vocab), used.get("embed", 0)))
     else:
         total = 0
         for name, (site, dim) in dims.items():
             blocks[name] = (site, tuple(range(total, total + dim)))
             total += dim
-        d_model = int(np.ceil((total + max(16, total // 2)) / 8) * 8)
+        # free room: every unused stream coordinate is patched by the strict term except inside a
+        # variable computed over several stages (a Scan over two layers, a count and its
+        # decoder), where it holds that computation's scratch work; elsewhere it is only a place
+        # for the model to hide things, and a wide one makes the strict term slow to satisfy
+        d_model = int(np.ceil((total + (SCRATCH_ROOM if _needs_scratch(task, dims) else FREE_ROOM)) / 8) * 8)
         # a Map of a numerical variable (a count mod 2, a sum mod 5) is a sawtooth over its values:
         # give the MLP a few ReLU units per value (per value and position in a transformer, whose
         # attention hands the MLP a mean, not a count)
         sawtooth = max([u.value_set.size for v in task.program if v.op == "Map" for u in v.inputs if u.value_set.is_numerical and u.op != "Map"] + [0])
         if any(v.op == "Scan" for v in task.program) and model is None:  # the parity of a count, as above
-            sawtooth = max(sawtooth, task.max_len + 1)
+            sawtooth = max(sawtooth, 2 * task.max_len + 1)  # and a signed sum mod 3 (S3's rotations)
         d_mlp = max(2 * d_model, (8 if arch == "transformer" else 4) * sawtooth)
         if arch == "transformer":
             heads = model.config.n_heads if model is not None else 1
@@ -156,7 +267,11 @@ def plan(task: Task, arch: str, **size) -> Plan:
             config = dict(n_layers=n_layers, d_model=d_model, d_inner=d_model, d_state=4, d_conv=4, d_mlp=d_mlp, pos_embed=pos)
     config.update(size)
     readers = {v.name: tuple(w.name for w in task.program if any(u.name == v.name for u in w.inputs)) for v in task.program}
-    p = Plan(arch, config, blocks, readers, task.program.output.name)
+    inputs = {v.name: tuple(u.name for u in v.inputs) for v in task.program}
+    per_position = frozenset(v.name for v in task.program if v.op in ("Map", "Sum"))
+    derived = {v.name: tuple(w.name for w in task.program if _is_token_map(w) and dims[w.name][0] == dims[v.name][0] and v in w.inputs)
+               for v in task.program if v.op == "tokens"}
+    p = Plan(arch, config, blocks, readers, task.program.output.name, inputs, per_position, relays, {k: v for k, v in derived.items() if v})
     _check_fits(p)
     return p
 
@@ -172,19 +287,29 @@ def _check_fits(p: Plan) -> None:
 def ground_truth(p: Plan, model) -> GroundTruth:
     """The alignment as a :class:`GroundTruth` for ``model`` (axis-aligned bases, lag 0).
 
+    The tokens' location at the embedding also spans the blocks of the Maps of the token held
+    there (``Plan.derived``): patching the token patches what the embedding derives from it.
     ``site_variables``: at a stream site, every variable written at or before it (each keeps its
-    own block downstream); at a unit site, the variables of that layer. ``components``: the site
+    own block downstream); at a unit site, the variables of that layer; not at a site holding
+    more than variables (scratch work inside a span, an RNN layer's relays or memory slots). ``components``: the site
     each variable is read at; ``circuit``: the sites holding variables.
     """
     widths = {s.name: s.width for s in model.site_list()}
     variables = {}
     for name, (site, idx) in p.blocks.items():
+        idx = sorted(idx + tuple(i for m in p.derived.get(name, ()) for i in p.blocks[m][1]))
         basis = np.zeros((len(idx), widths[site]))
-        basis[np.arange(len(idx)), list(idx)] = 1.0
+        basis[np.arange(len(idx)), idx] = 1.0
         variables[name] = Location(site, basis, 0)
+    from .strict import spans
+
     site_variables: dict[str, tuple[str, ...]] = {}
     order = [s.name for s in model.site_list()]
+    inner = {s for _, lo, hi in spans(p, model) for s in order[lo + 1 : hi]}  # scratch work: not variables
+    inner |= {site for _, site in p.relays} | {f"L{k}.hidden" for k in scratch_layers(p)}  # copies, memory slots
     for s in model.site_list():
+        if s.name in inner:
+            continue
         if p.family == "rnn" or s.kind not in ("resid",):
             names = tuple(n for n, (site, _) in p.blocks.items() if site == s.name)
         else:  # a stream site: variables written at an earlier or the same stream point
@@ -200,50 +325,50 @@ def ground_truth(p: Plan, model) -> GroundTruth:
     )
 
 
-def idle_variables(p: Plan, model, site: str) -> list[str]:
-    """Variables whose block is idle at the residual-stream point ``site``: not written yet (its
-    writer comes later), or stale (every reader was computed at or before ``site``; never the
-    output). The strict term patches idle blocks, so no layer can smuggle a variable's inputs
-    through a block reserved for a later variable, or bypass a variable by re-reading its inputs:
-    in the transformer of ``sort``, ``tokens`` is stale at ``L2.resid`` once the ``le_k`` Maps are
-    written, so layer 2 must count ``le_k``."""
-    if p.family == "rnn" or model.site(site).kind != "resid":
-        return []
-    order = [s.name for s in model.site_list()]
-    here = order.index(site)
-
-    def stale(name):
-        return name != p.output and all(order.index(p.blocks[r][0]) <= here for r in p.readers.get(name, ()))
-
-    return [name for name, (written, _) in p.blocks.items() if order.index(written) > here or stale(name)]
-
-
-def free_basis(p: Plan, model, site: str) -> np.ndarray:
-    """Orthonormal rows spanning the coordinates of ``site`` that the algorithm does not use there.
-
-    At a stream site: every stream coordinate no variable uses, plus the blocks idle there
-    (:func:`idle_variables`); at a unit site the units no variable of that layer uses. Empty
-    ``[0, width]`` when nothing is free.
-    """
-    width = model.site(site).width
-    kind = model.site(site).kind
-    if p.family != "rnn" and kind in STREAM_KINDS:
-        idle = set(idle_variables(p, model, site))
-        taken = {i for name, (s, idx) in p.blocks.items() if model.site(s).kind in STREAM_KINDS and name not in idle for i in idx}
-    else:
-        taken = {i for s, idx in p.blocks.values() if s == site for i in idx}
-    free = [i for i in range(width) if i not in taken]
-    basis = np.zeros((len(free), width), dtype=np.float32)
-    basis[np.arange(len(free)), free] = 1.0
-    return basis
-
-
-def strict_sites(p: Plan, model) -> list[str]:
-    """Sites the strict SIIT term patches (outside the aligned blocks): the stream points and
-    hidden layers that hold variables or carry them, where free coordinates remain."""
-    out = []
-    for s in model.site_list():
-        if s.kind in ("resid", "hidden", "embed") or s.name in p.sites():
-            if free_basis(p, model, s.name).shape[0]:
-                out.append(s.name)
+def scratch_layers(p: Plan) -> set[int]:
+    """RNN layers strictly between a variable's latest input and the variable (see _scratch_layers)."""
+    out = set()
+    for name, ins in p.inputs.items():
+        if ins:
+            lo = max(_rnn_layer(p.blocks[u][0]) for u in ins)
+            out |= set(range(lo + 1, _rnn_layer(p.blocks[name][0])))
     return out
+
+
+RNN_ROOM = 4  # live units beyond the blocks and relays in an RNN layer that holds no scratch work
+
+
+def silent_units(p: Plan) -> dict[str, list[int]]:
+    """RNN layer -> the units a planted model keeps silent. An RNN has one width for every layer
+    (torch.nn.RNN's layout), set by its widest layer; a narrower layer's remaining units would
+    be free capacity in which the layer can compute what the alignment puts higher up (``sort``
+    counts its tokens in layer 0 instead of counting the ``le_k`` Maps in layer 3), and the
+    strict term fights it slowly. So the units beyond the layer's blocks, relays and a few spare
+    ones start with zero input weights and bias: a ReLU at 0 gets no gradient and stays silent.
+    Scratch layers (a lookup's memory slots) stay dense."""
+    if p.family != "rnn":
+        return {}
+    width = p.config["hidden_size"]
+    scratch = scratch_layers(p)
+    out = {}
+    for k in range(p.config["num_layers"]):
+        site = f"L{k}.hidden"
+        if k in scratch:
+            continue
+        used = [i for s, idx in p.blocks.values() if s == site for i in idx]
+        used += [i for (_, s), idx in p.relays.items() if s == site for i in idx]
+        first = max(used, default=-1) + 1 + RNN_ROOM
+        if first < width:
+            out[site] = list(range(first, width))
+    return out
+
+
+def silence(p: Plan, model) -> None:
+    """Zero the input weights and biases of :func:`silent_units` in a freshly built model."""
+    import torch
+
+    with torch.no_grad():
+        for site, units in silent_units(p).items():
+            k = _layer_of(site)
+            for name in (f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_ih_l{k}", f"bias_hh_l{k}"):
+                getattr(model, name)[units] = 0.0

@@ -13,7 +13,12 @@ import dataclasses
 
 from tasks import Task
 
+import torch
+
+from tasks import IGNORE
+
 from .. import verify
+from ..sites import patch
 from ..store import TRAINED_CARD_KEYS as CARD_KEYS  # noqa: F401  (re-exported)
 
 ACCURACY_TARGET, IIA_TARGET = 0.99, 0.95
@@ -46,11 +51,31 @@ def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, 
     return acc, iia
 
 
+def strict_accuracy(model, task: Task, data, masks: dict, n: int = 512) -> dict[str, float]:
+    """Site -> held-out accuracy with the coordinates the strict term patches there (``masks``:
+    site -> bool ``[W]``) taken from another held-out input at every position, one site at a
+    time: how far the ground truth's "nothing else at this site matters" holds (1.0: exactly)."""
+    if not masks:
+        return {}
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        model = copy.deepcopy(model).cpu()
+    base, source = data.heldout(n), data.heldout_sources(n)
+    cache = model.run(torch.as_tensor(source), cache=sorted(masks)).cache
+    out = {}
+    for site, cols in masks.items():
+        basis = torch.eye(len(cols))[torch.as_tensor(cols, dtype=torch.bool)]
+        fn = patch(cache[site], positions=None, basis=basis)
+        targets = task.targets(base)
+        keep = targets != IGNORE
+        out[site] = float((verify.predictions(model, base, interventions={site: fn})[keep] == targets[keep]).mean())
+    return out
+
+
 def reached(acc: float, iia: dict) -> bool:
     return acc >= ACCURACY_TARGET and all(v >= IIA_TARGET for v in iia.values())
 
 
-def make_card(model, *, seed, steps, seconds, acc, iia, planted) -> dict:
+def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None) -> dict:
     return {
         "config": dataclasses.asdict(model.config),
         "seed": int(seed),
@@ -62,6 +87,8 @@ def make_card(model, *, seed, steps, seconds, acc, iia, planted) -> dict:
         "planted": bool(planted),
         "targets": {"accuracy": ACCURACY_TARGET, "iia": IIA_TARGET if planted else None},
         "reached": bool(reached(acc, iia)),
+        "strict": {k: float(v) for k, v in (strict or {}).items()},  # strict_accuracy: not a target, a measure of the ground truth
+        "min_strict": float(min(strict.values())) if strict else None,
         "params": int(sum(p.numel() for p in model.parameters())),
     }
 
@@ -75,6 +102,9 @@ def format_card(meta: dict) -> str:
     ]
     for name, v in c["iia"].items():
         lines.append(f"  IIA {name:<16} {v:.4f}")
+    if c.get("min_strict") is not None:
+        worst = min(c["strict"], key=c["strict"].get)
+        lines.append(f"  strict: accuracy {c['min_strict']:.4f} at worst ({worst}) with what the algorithm does not use there patched")
     lines.append(f"  targets reached: {'yes' if c['reached'] else 'NO'}")
     return "\n".join(lines)
 

@@ -1,26 +1,29 @@
 """The planting objective: behaviour + interchange-intervention training (IIT) + strict SIIT.
 
-For a base input b, a source input s, a program variable V and a position j per example:
+Every example of a batch has a base input b, a source input s, and its own program variable V
+and position j (drawn by :mod:`zoo.training.datamodule`); one run of s and three of b serve the
+whole batch.
 
-- **behaviour**: cross-entropy of the model's outputs on b against the program's outputs.
-- **IIT** (weight 1): run s, take the activation at V's aligned location (a site and a block of
-  its coordinates), and patch it into the run of b at position j (``zoo.sites.patch`` with the
-  block's basis). The patched model must produce the program's *counterfactual* output, the
-  output of b when V[j] takes its value from s, on the readout positions that the protocol of
-  :mod:`tasks.interpreter` counts (all t >= j for a per-position V, t == j for an aggregate).
-  This makes the block *causally* hold V: whatever the model reads V from, it reads from there.
-- **strict SIIT** (weight 0.4): patch the part of every site *outside* the aligned blocks (the
-  free coordinates of the residual stream, the unused units of a hidden layer), all sites at once
-  in one run, with the source's activations at every position; the outputs must stay the base's program outputs. This forbids
-  the model from computing the algorithm anywhere but in the aligned blocks. At a point of the
-  residual stream the patch also covers the idle blocks (``alignment.idle_variables``): those of
-  variables not written yet, and of variables nothing after that point reads. Otherwise the
-  model can smuggle its inputs through a block reserved for a later variable, or bypass a
-  variable by re-reading its inputs (count tokens instead of the ``le_k`` Maps in ``sort``), and
-  IIT alone rarely escapes that solution.
+- **behaviour** (weight 1): cross-entropy of the model's outputs on b against the program's.
+- **IIT** (weight 1): each example patches V's aligned block (a site and coordinates of it) with
+  the source's activation at j, and at every other position where V has the same value in b and
+  s; the patched model must produce the program's *counterfactual* output on the positions that
+  the protocol of :mod:`tasks.interpreter` counts (t >= j for a per-position V, t == j for an
+  aggregate). This makes the block *causally* hold V, and nothing but V: a block that also
+  carries, say, a running count is caught where V agrees but the count does not. Some examples
+  are no-ops (V agrees at j too: every output must stay the base's), some replace a per-position
+  V at every position (``tasks.interpreter.replaced``: a strong signal where one position moves
+  few outputs, as ``le0`` in ``sort``), and some patch a block that *carries* V beyond its site
+  (``strict.carriers``: V's block at a later stream point, an RNN relay), where agreeing
+  positions must change nothing.
+- **strict SIIT** (weight 0.4): a random half of the strict sites (``strict.strict_sites``, at
+  least one) take the source's activations on the coordinates the algorithm may not depend on
+  (``strict.free_basis``: free coordinates, idle blocks, what a component writes outside its
+  own variables) at every position; the outputs must stay the base's. A random subset, not all
+  sites at once: a model can learn to be invariant to one consistent joint patch while each
+  site alone still matters, and methods patch one site at a time.
 
-Both terms are cross-entropies over counted positions (``IGNORE`` elsewhere), batched: one
-variable per step for IIT, a position per example.
+Cross-entropies are over counted positions (``IGNORE`` elsewhere).
 """
 
 from __future__ import annotations
@@ -30,29 +33,79 @@ import torch.nn.functional as F
 
 from tasks import IGNORE
 
-from ..sites import patch
-
 IIT_WEIGHT, STRICT_WEIGHT, BEHAVIOUR_WEIGHT = 1.0, 0.4, 1.0
+STRICT_SITE_RATE = 0.5  # the chance of each strict site being patched in a step's strict run
 
 
 def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), ignore_index=IGNORE)
 
 
-def planted_losses(model, batch: dict, locations: dict, free: dict) -> dict:
-    """``{"behaviour", "iit", "strict"}`` losses for one batch.
+def masked_patch(source: torch.Tensor, mask: torch.Tensor):
+    """Replace a site's activation by ``source``'s where ``mask`` (``[B, T, W]``, 0/1) is 1.
 
-    ``locations``: variable -> (site, basis tensor ``[k, W]``); ``free``: strict site -> basis of
-    the coordinates the algorithm does not use there.
+    A recurrent site is tapped once per time step; its slices are taken with ``unbind`` once,
+    whose backward is one ``stack``, not a zero-filled ``[B, T, W]`` gradient per step."""
+    steps = {}
+
+    def fn(x, pos):
+        if pos.numel() == source.shape[1]:
+            return x + (source - x) * mask
+        if pos.numel() == 1:
+            if not steps:
+                steps["src"], steps["mask"] = source.unbind(1), mask.unbind(1)
+            t = int(pos[0])
+            return x + (steps["src"][t][:, None] - x) * steps["mask"][t][:, None]
+        lo, hi = int(pos[0]), int(pos[-1]) + 1  # a resumed run: a contiguous range of positions
+        return x + (source[:, lo:hi] - x) * mask[:, lo:hi]
+
+    return fn
+
+
+def strict_masks(strict: dict, shape, generator=None) -> dict:
+    """Site -> 0/1 mask ``[B, T, W]`` for the strict run: a random subset of the strict sites
+    (each with probability ``STRICT_SITE_RATE``, at least one), each patching its free
+    coordinates (``strict[site]``, a 0/1 ``[W]`` mask) at every position."""
+    names = sorted(strict)
+    pick = torch.rand(len(names), generator=generator) < STRICT_SITE_RATE
+    pick[torch.randint(len(names), (1,), generator=generator)] = True
+    return {name: strict[name].float().expand(*shape, -1) for name, k in zip(names, pick) if k}
+
+
+def iit_masks(locations: dict, names: list[str], batch: dict) -> dict:
+    """Site -> 0/1 mask ``[B, T, W]`` for the IIT run: example b patches the block of its own
+    variable ``names[batch["variable"][b]]`` (at location ``batch["location"][b]``, 0 = its own
+    site) at the positions ``batch["iit_mask"][b]``; one run serves every variable of the batch."""
+    masks: dict[str, torch.Tensor] = {}
+    which, where, rows_mask = batch["variable"], batch["location"], batch["iit_mask"]
+    for k, name in enumerate(names):
+        for i, (site, basis) in enumerate(locations[name]):
+            rows = (which == k) & (where == i)
+            if not bool(rows.any()):
+                continue
+            cols = (basis.sum(0) != 0).float()  # an axis-aligned block
+            m = (rows[:, None] & rows_mask)[..., None].float() * cols
+            masks[site] = masks[site] + m if site in masks else m
+    return masks
+
+
+def planted_losses(model, batch: dict, locations: dict, strict: dict, generator: torch.Generator | None = None) -> dict:
+    """``{"behaviour", "iit", "strict", "loss"}`` for one batch.
+
+    ``locations``: variable -> its locations ``[(site, basis [k, W])]``, its own site first, then
+    the blocks carrying it (``strict.carriers``), in the order of the batch's variable indices;
+    ``strict``: site -> 0/1 mask ``[W]`` of the coordinates the strict term patches.
+    ``generator`` draws the strict term's random subset of sites.
     """
     base, source = batch["base"], batch["source"]
+    names = list(locations)
+    sites = {site for locs in locations.values() for site, _ in locs}
+    src = model.run(source, cache=sorted(sites | set(strict))).cache
     out = {"behaviour": ce(model(base), batch["targets"])}
-    site, basis = locations[batch["variable"]]
-    src = model.run(source, cache=sorted({site, *free})).cache
-    fn = patch(src[site], positions=batch["position"], basis=basis)
-    out["iit"] = ce(model.run(base, interventions={site: fn}).logits, batch["cf_targets"])
-    if free:  # every strict site at once: one run closes every bypass
-        fns = {s: patch(src[s], positions=None, basis=b) for s, b in free.items()}
+    fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in iit_masks(locations, names, batch).items()}
+    out["iit"] = ce(model.run(base, interventions=fns).logits, batch["cf_targets"])
+    if strict:
+        fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in strict_masks(strict, base.shape, generator).items()}
         out["strict"] = ce(model.run(base, interventions=fns).logits, batch["targets"])
     else:
         out["strict"] = out["behaviour"].new_zeros(())

@@ -5,8 +5,9 @@ training uses behaviour alone. Every ``eval_every`` steps the module measures he
 and per-variable IIA on the same held-out data the card uses (so the stop decision and the card
 agree) and stops the run when accuracy >= 99% and every IIA >= 95%. These checks skip IIA while
 accuracy misses and stop at the first variable that misses (worst first), which makes them
-cheap until the model is nearly done. Once IIA is measured, the variable each step intervenes on
-is drawn with weight ``0.05 + (1 - IIA)``, so training spends its interventions where they lag.
+cheap until the model is nearly done. Once IIA is measured, the variable each example intervenes
+on is drawn with weight ``0.05 + (1 - IIA)``, so training spends its interventions where they lag.
+The strict term's random subsets of sites come from a generator seeded with the run's seed.
 """
 
 from __future__ import annotations
@@ -22,20 +23,21 @@ LAG_FLOOR = 0.05  # a variable at IIA 1 is still drawn, at 1/6 the rate of one a
 
 
 class ZooLightningModule(L.LightningModule):
-    def __init__(self, model, task, *, planted: bool, locations=None, free=None, lr: float = 3e-3, eval_every: int = 50, eval_n: int = 512, weight_decay: float = 0.0):
+    def __init__(self, model, task, *, planted: bool, locations=None, strict=None, lr: float = 3e-3, eval_every: int = 50, eval_n: int = 512, weight_decay: float = 0.0, seed: int = 0):
         super().__init__()
         self.model, self.task, self.planted = model, task, planted
-        self.locations, self.free = locations or {}, free or {}
+        self.locations, self.strict = locations or {}, strict or {}
         self.lr, self.eval_every, self.eval_n, self.weight_decay = lr, eval_every, eval_n, weight_decay
         self.last_measure = None
         self.last_iia: dict[str, float] = {}
+        self.generator = torch.Generator().manual_seed(int(seed))  # the strict term's draws
 
     def training_step(self, batch, batch_idx):
-        batch = to_tensors(batch)
+        batch = to_tensors(batch, self.device)
         if self.planted:
-            locations = {k: (s, b.to(self.device)) for k, (s, b) in self.locations.items()}
-            free = {k: b.to(self.device) for k, b in self.free.items()}
-            losses = planted_losses(self.model, batch, locations, free)
+            locations = {k: [(s, b.to(self.device)) for s, b in locs] for k, locs in self.locations.items()}
+            strict = {k: m.to(self.device) for k, m in self.strict.items()}
+            losses = planted_losses(self.model, batch, locations, strict, generator=self.generator)
         else:
             losses = {"loss": ce(self.model(batch["base"]), batch["targets"])}
         for k, v in losses.items():

@@ -3,15 +3,18 @@
 The model is the family's own class (``zoo.families``) with its dense random init
 (``from_config(config, seed)``), sized by :func:`zoo.training.alignment.plan` from the compiled
 model (its number of layers; widths from the planted blocks plus free room). Planted training
-adds IIT and strict SIIT (:mod:`zoo.training.iit`) and the alignment becomes ``ground_truth``;
-unplanted training has ``ground_truth = None`` (nothing known beyond behaviour). The run stops
-when held-out accuracy >= 99% and (planted) every variable's held-out IIA >= 95%, or at
-``max_steps`` / ``max_minutes``. The card (:mod:`zoo.training.card`) goes into ``model.meta``.
+starts from the same init except that an RNN's units no block uses start silent
+(``alignment.silence``); it adds IIT and strict SIIT (:mod:`zoo.training.iit`), and the
+alignment becomes ``ground_truth``; unplanted training has ``ground_truth = None`` (nothing
+known beyond behaviour). The run stops when held-out accuracy >= 99% and (planted) every
+variable's held-out IIA >= 95%, or at ``max_steps`` / ``max_minutes``. The card
+(:mod:`zoo.training.card`, which also records how far the strict claim holds) goes into
+``model.meta``.
 
 Determinism: the same seed gives the same weights on CPU (seeded init, seeded batches,
 ``seed_everything``, Lightning's ``deterministic=True``), up to the step the run stops at: a
-run cut by ``max_minutes`` stops at a step that depends on the machine's speed. Scaling goes through Lightning's own
-``devices`` / ``strategy`` / ``num_nodes``.
+run cut by ``max_minutes`` stops at a step that depends on the machine's speed. Scaling goes
+through Lightning's own ``devices`` / ``strategy`` / ``num_nodes``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 import tasks as tasks_pkg
 from tasks import Task
 
-from . import alignment, card
+from . import alignment, card, strict
 from .datamodule import TaskDataModule
 from .lightning_module import ZooLightningModule
 
@@ -73,14 +76,17 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy
     plan = alignment.plan(task, arch, **size)
     L.seed_everything(seed, verbose=False)
     model = build_model(task, arch, seed, plan)
-    locations, free, variables = {}, {}, []
+    locations, patched, variables = {}, {}, []
     if plant:
+        alignment.silence(plan, model)
         model.ground_truth = alignment.ground_truth(plan, model)
-        locations = {n: (loc.site, loc.tensor()) for n, loc in model.ground_truth.variables.items()}
-        free = {s: torch.as_tensor(alignment.free_basis(plan, model, s)) for s in alignment.strict_sites(plan, model)}
-        variables = list(task.program.names)
-    data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables)
-    module = ZooLightningModule(model, task, planted=plant, locations=locations, free=free, lr=lr, eval_every=eval_every)
+        variables = list(task.program.names)  # the batch's variable indices follow this order
+        locations = {n: [(model.ground_truth.variables[n].site, model.ground_truth.variables[n].tensor())] for n in variables}
+        for n, site, basis in strict.carriers(plan, model):
+            locations[n].append((site, torch.as_tensor(basis)))
+        patched = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
+    data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, carriers={n: len(v) - 1 for n, v in locations.items()})
+    module = ZooLightningModule(model, task, planted=plant, locations=locations, strict=patched, lr=lr, eval_every=eval_every, seed=seed)
     kwargs = {}
     if max_minutes is not None:
         kwargs["max_time"] = {"seconds": float(max_minutes) * 60}
@@ -97,7 +103,8 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy
         trainer.fit(module, datamodule=data)
     model = module.model.cpu().eval()
     acc, iia = card.measure(model, task, data, n=512)
+    held = card.strict_accuracy(model, task, data, {s: m.numpy() for s, m in patched.items()}) if plant else {}
     seconds = time.perf_counter() - start
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
-    model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant)
+    model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant, strict=held)
     return model
