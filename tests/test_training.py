@@ -267,6 +267,25 @@ def test_iit_masks_patch_each_examples_own_block_where_its_batch_says():
     assert int(batch["location"].gt(0).sum()) > 0  # carriers were drawn
 
 
+def test_strict_masks_patch_a_seeded_random_subset_of_sites_on_their_free_coordinates():
+    from zoo.training.iit import strict_masks
+
+    task = tasks.get("sort")
+    plan = alignment.plan(task, "ssm")
+    model = build_model(task, "ssm", 0, plan)
+    free = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
+    draws = [strict_masks(free, (8, task.max_len), torch.Generator().manual_seed(k)) for k in range(40)]
+    for masks in draws:
+        assert masks  # at least one site each step
+        for site, m in masks.items():  # every example, every position, the free coordinates only
+            assert torch.equal(m, free[site].float().expand(8, task.max_len, -1))
+    sizes = [len(m) for m in draws]
+    assert min(sizes) < len(free) and max(sizes) > 1  # a subset, not always everything, not always one site
+    assert {s for m in draws for s in m} == set(free)  # every site gets trained
+    again = strict_masks(free, (8, task.max_len), torch.Generator().manual_seed(3))
+    assert sorted(again) == sorted(draws[3])
+
+
 def test_the_tokens_location_spans_the_maps_the_embedding_derives_from_them():
     task = tasks.get("parity")  # is_one = Map(tokens) lives in the embedding beside the token
     for family in ("transformer", "ssm"):
