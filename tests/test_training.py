@@ -196,7 +196,7 @@ def test_streams_hold_a_map_of_the_token_in_their_embedding():
         plan = alignment.plan(task, family)
         assert plan.blocks["digit"][0] == "L0.resid" and plan.blocks["sum_mod"][0] == "L1.resid"
         assert plan.config["n_layers"] == 1
-    plan = alignment.plan(task, "rnn")  # an RNN's embedding is linear per token, so a layer computes the Map
+    plan = alignment.plan(task, "rnn")  # the RNN keeps its compiled layout: layer 0 computes the Map
     assert plan.blocks["digit"][0] == "L0.hidden" and plan.config["num_layers"] == 3
 
 
