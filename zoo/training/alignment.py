@@ -21,12 +21,12 @@ and a block of coordinates of it (an axis-aligned orthonormal basis, lag 0). The
   subspace (stream sites) or the units the compiled basis touches (RNN layers), with these
   changes: a numerical variable in an RNN gets a unit per value (up to 32; a compiled counter is
   one unit, rarely found from a dense init) and a ``Map`` with a categorical input at most 16
-  units or one per value (its recurrence and a learned code replace the compiler's unit per combination of
-  inputs); a numerical program
-  output gets a direction per value (up to 32) in every family, since a linear readout decodes
-  it; a non-output variable in a stream at most 8 directions (a learned code of positions and
-  indices); and in an SSM a small numerical summand (a digit, a +-1 step) a direction per value,
-  so a channel's nonlinear write (SiLU convolution, softplus step) stays linear in the counts.
+  units or one per value (its recurrence and a learned code replace the compiler's unit per
+  combination of inputs); a numerical program output gets a direction per value (up to 32) in
+  every family, since a linear readout decodes it; a non-output variable in a stream at most 8
+  directions (a learned code of positions and indices); and in an SSM a small numerical summand
+  (a digit, a +-1 step) a direction per value, so a channel's nonlinear write (SiLU convolution,
+  softplus step) stays linear in the counts.
 
 Sizes (:func:`plan`): layers from the compiled model; widths from the blocks plus a little free
 room (4 stream coordinates; 16 where a variable is computed over several stages and needs
