@@ -51,6 +51,7 @@ STREAM_KINDS = ("resid", "mixer", "mlp", "head")
 STREAM_BLOCK_DIM = 8  # at most this many directions for a non-output variable in a residual stream
 FREE_ROOM, SCRATCH_ROOM = 4, 16  # stream coordinates beyond the blocks (see plan)
 RNN_MAP_UNITS = 16  # at most this many units (or one per value) for a Map with a categorical input in an RNN layer
+RNN_ROOM = 4  # live units beyond the blocks and relays in an RNN layer that holds no scratch work
 
 
 @dataclass
@@ -116,22 +117,27 @@ def _rnn_layer(site: str) -> int:
     return -1 if site == "embed" else _layer_of(site)
 
 
-def _scratch_layers(task: Task, sites: dict[str, str]) -> set[int]:
+def _scratch_layers(inputs: dict[str, tuple[str, ...]], sites: dict[str, str]) -> set[int]:
     """RNN layers strictly between a variable's latest input and the variable: they hold the
-    variable's computation (the per-key memory slots of a lookup, whose gates are the variable)."""
+    variable's computation (the per-key memory slots of a lookup, whose gates are the variable).
+    ``inputs``: variable -> the variables it reads; ``sites``: variable -> its site."""
     out = set()
-    for v in task.program:
-        if v.inputs:
-            lo = max(_rnn_layer(sites[u.name]) for u in v.inputs)
-            out |= set(range(lo + 1, _rnn_layer(sites[v.name])))
+    for name, ins in inputs.items():
+        if ins:
+            lo = max(_rnn_layer(sites[u]) for u in ins)
+            out |= set(range(lo + 1, _rnn_layer(sites[name])))
     return out
+
+
+def _inputs(task: Task) -> dict[str, tuple[str, ...]]:
+    return {v.name: tuple(u.name for u in v.inputs) for v in task.program}
 
 
 def _relays(task: Task, blocks: dict, n_layers: int) -> dict:
     """(variable, site) for every RNN layer that must carry a variable up to a reader more than
     one layer above it (an RNN layer reads only the layer below), except scratch layers."""
     sites = {name: site for name, (site, _) in blocks.items()}
-    scratch = _scratch_layers(task, sites)
+    scratch = _scratch_layers(_inputs(task), sites)
     out = {}
     for v in task.program:
         for w in task.program:
@@ -146,22 +152,25 @@ def _is_token_map(v) -> bool:
     return v.op in ("Map", "Sum") and all(u.op == "tokens" for u in v.inputs)
 
 
-def _token_maps_first(task: Task, arch: str, dims: dict) -> bool:
-    """Whether the compiled layout spends its first layer on Maps of the token alone (its first
-    sequence mixer unused): a trained embedding holds such a Map itself, one layer lower."""
-    first = [v for v in task.program if (_rnn_layer(dims[v.name][0]) == 0 if arch == "rnn" else _stage(dims[v.name][0]) in (1, 2))]
-    return bool(first) and all(_is_token_map(v) and (arch == "rnn" or _stage(dims[v.name][0]) == 2) for v in first)
+def _token_maps_first(task: Task, dims: dict) -> bool:
+    """Whether a stream family's compiled layout spends its first layer on Maps of the token
+    alone (its first sequence mixer unused): a trained embedding holds such a Map itself, one
+    layer lower. (Not applied to the RNN, which keeps its compiled layout: layer 0 computes the
+    Map.)"""
+    first = [v for v in task.program if _stage(dims[v.name][0]) in (1, 2)]
+    return bool(first) and all(_is_token_map(v) and _stage(dims[v.name][0]) == 2 for v in first)
 
 
-def _shift_down(task: Task, arch: str, dims: dict) -> dict:
-    """The layout one layer lower: Maps of the token at the embedding, the rest a layer down."""
+def _shift_down(task: Task, dims: dict) -> dict:
+    """The stream layout one layer lower: Maps of the token at the embedding, the rest a layer
+    down."""
     out = {}
     for v in task.program:
         site, dim = dims[v.name]
         if v.op in ("tokens", "indices"):
             out[v.name] = (site, dim)
         elif _is_token_map(v) and _layer_of(site) <= 1:
-            out[v.name] = ("embed" if arch == "rnn" else "L0.resid", dim)
+            out[v.name] = ("L0.resid", dim)
         else:
             layer, rest = site.split(".", 1)
             out[v.name] = (f"L{int(layer[1:]) - 1}.{rest}", dim)
@@ -218,8 +227,8 @@ def plan(task: Task, arch: str, **size) -> Plan:
     n_layers = max([_layer_of(s) + (0 if ".resid" in s and not s.endswith("resid_mid") else 1) for s, _ in dims.values()] + [1])
     if model is not None:
         n_layers = max(n_layers, model.config.num_layers if arch == "rnn" else model.config.n_layers)
-    if arch != "rnn" and _token_maps_first(task, arch, dims):
-        dims = _shift_down(task, arch, dims)
+    if arch != "rnn" and _token_maps_first(task, dims):
+        dims = _shift_down(task, dims)
         n_layers -= 1
 
     blocks: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -239,7 +248,7 @@ def plan(task: Task, arch: str, **size) -> Plan:
         widest = max([w for s, w in used.items() if s != "embed"] + [8])
         # a layer holding a lookup's memory slots (scratch) needs room for them; elsewhere the
         # units beyond a layer's blocks are kept silent (see silent_units), so a few spare suffice
-        scratch = _scratch_layers(task, {n: s for n, (s, _) in blocks.items()})
+        scratch = _scratch_layers(_inputs(task), {n: s for n, (s, _) in blocks.items()})
         hidden = widest + max(16, widest // 2) if scratch else widest + RNN_ROOM
         config = dict(num_layers=n_layers, hidden_size=max(32, hidden), embed_dim=max(len(task.vocab), used.get("embed", 0)))
     else:
@@ -267,7 +276,7 @@ def plan(task: Task, arch: str, **size) -> Plan:
             config = dict(n_layers=n_layers, d_model=d_model, d_inner=d_model, d_state=4, d_conv=4, d_mlp=d_mlp, pos_embed=pos)
     config.update(size)
     readers = {v.name: tuple(w.name for w in task.program if any(u.name == v.name for u in w.inputs)) for v in task.program}
-    inputs = {v.name: tuple(u.name for u in v.inputs) for v in task.program}
+    inputs = _inputs(task)
     per_position = frozenset(v.name for v in task.program if v.op in ("Map", "Sum"))
     derived = {v.name: tuple(w.name for w in task.program if _is_token_map(w) and dims[w.name][0] == dims[v.name][0] and v in w.inputs)
                for v in task.program if v.op == "tokens"}
@@ -327,15 +336,7 @@ def ground_truth(p: Plan, model) -> GroundTruth:
 
 def scratch_layers(p: Plan) -> set[int]:
     """RNN layers strictly between a variable's latest input and the variable (see _scratch_layers)."""
-    out = set()
-    for name, ins in p.inputs.items():
-        if ins:
-            lo = max(_rnn_layer(p.blocks[u][0]) for u in ins)
-            out |= set(range(lo + 1, _rnn_layer(p.blocks[name][0])))
-    return out
-
-
-RNN_ROOM = 4  # live units beyond the blocks and relays in an RNN layer that holds no scratch work
+    return _scratch_layers(p.inputs, {n: s for n, (s, _) in p.blocks.items()})
 
 
 def silent_units(p: Plan) -> dict[str, list[int]]:

@@ -3,7 +3,8 @@
 ``meta`` of a trained model holds ``kind: "trained"``, ``planted``, ``task``, ``family``,
 ``max_len``, ``seed`` and ``card``: the config, seed, steps, wall seconds, held-out accuracy,
 per-variable IIA on held-out pairs (planted only; measured with :func:`zoo.verify.iia` on the
-ground-truth locations) and the targets. ``zoo.store.load`` refuses a trained model without it.
+ground-truth locations), the targets, and per strict site the held-out accuracy with that
+site's strict patch applied (:func:`strict_accuracy`; ``min_strict`` the worst). ``zoo.store.load`` refuses a trained model without it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from tasks import Task
-
 import torch
 
-from tasks import IGNORE
+from tasks import IGNORE, Task
 
 from .. import verify
 from ..sites import patch
@@ -32,8 +31,7 @@ def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, 
     in ``order`` (say, worst first); the dict then holds only the variables measured. The card
     always measures everything.
     """
-    if any(p.device.type != "cpu" for p in model.parameters()):  # verify works on CPU tensors
-        model = copy.deepcopy(model).cpu()
+    model = _on_cpu(model)
     was = model.training
     model.eval()
     acc = verify.accuracy(model, task, data.heldout(n))
@@ -57,18 +55,22 @@ def strict_accuracy(model, task: Task, data, masks: dict, n: int = 512) -> dict[
     time: how far the ground truth's "nothing else at this site matters" holds (1.0: exactly)."""
     if not masks:
         return {}
-    if any(p.device.type != "cpu" for p in model.parameters()):
-        model = copy.deepcopy(model).cpu()
+    model = _on_cpu(model)
     base, source = data.heldout(n), data.heldout_sources(n)
+    targets = task.targets(base)
+    keep = targets != IGNORE
     cache = model.run(torch.as_tensor(source), cache=sorted(masks)).cache
     out = {}
     for site, cols in masks.items():
         basis = torch.eye(len(cols))[torch.as_tensor(cols, dtype=torch.bool)]
         fn = patch(cache[site], positions=None, basis=basis)
-        targets = task.targets(base)
-        keep = targets != IGNORE
         out[site] = float((verify.predictions(model, base, interventions={site: fn})[keep] == targets[keep]).mean())
     return out
+
+
+def _on_cpu(model):
+    """``model``, or a CPU copy of it when it lives elsewhere (``verify`` works on CPU tensors)."""
+    return copy.deepcopy(model).cpu() if any(p.device.type != "cpu" for p in model.parameters()) else model
 
 
 def reached(acc: float, iia: dict) -> bool:
