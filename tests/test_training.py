@@ -286,6 +286,62 @@ def test_strict_masks_patch_a_seeded_random_subset_of_sites_on_their_free_coordi
     assert sorted(again) == sorted(draws[3])
 
 
+def test_strict_focus_patches_a_lagging_site_alone_in_half_the_examples():
+    from zoo.training.iit import strict_masks
+
+    task = tasks.get("sort")
+    plan = alignment.plan(task, "ssm")
+    model = build_model(task, "ssm", 0, plan)
+    free = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
+    lagging = sorted(free)[1:3]
+    B, T = 256, task.max_len
+    for k in range(10):
+        plain = strict_masks(free, (B, T), torch.Generator().manual_seed(k))
+        masks = strict_masks(free, (B, T), torch.Generator().manual_seed(k), focus=lagging)
+        rows = {s: m[:, 0].amax(-1) > 0 for s, m in masks.items()}  # [B]: which examples patch the site
+        for s, m in masks.items():  # a patched example patches the site's free coordinates at every position
+            assert torch.equal(m[rows[s]], free[s].float().expand(int(rows[s].sum()), T, -1))
+        patched = [frozenset(s for s in masks if rows[s][b]) for b in range(B)]
+        # each example patches the random subset drawn without focus, or one lagging site alone
+        assert all(p == set(plain) or (len(p) == 1 and set(p) <= set(lagging)) for p in patched)
+        alone = [p for p in patched if p != set(plain)]
+        assert 0.3 * B < len(alone) < 0.7 * B
+        assert {s for p in alone for s in p} == set(lagging)  # each lagging site gets its examples
+
+
+@pytest.mark.parametrize("lag_until, expected_stop", [(None, 100), (200, 200), (10**6, 200)])
+def test_a_run_waits_for_lagging_strict_sites_for_at_most_as_many_steps_again(monkeypatch, lag_until, expected_stop):
+    from types import SimpleNamespace
+
+    from zoo.training import card
+    from zoo.training.lightning_module import ZooLightningModule
+
+    task = tasks.get("shift")
+    plan = alignment.plan(task, "rnn")
+    model = build_model(task, "rnn", 0, plan)
+    model.ground_truth = alignment.ground_truth(plan, model)
+    names = list(task.program.names)
+    sites = {s: torch.ones(4, dtype=torch.bool) for s in ("L0.hidden", "L1.hidden")}
+    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, strict=sites, eval_every=50)
+    module.log = lambda *a, **k: None
+    trainer = SimpleNamespace(global_step=0, should_stop=False, datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
+    module._trainer = trainer
+    # targets reached from step 100 on; L1.hidden's strict accuracy lags until step lag_until
+    monkeypatch.setattr(card, "measure", lambda *a, **k: (1.0 if trainer.global_step >= 100 else 0.5, {n: 1.0 for n in names} if trainer.global_step >= 100 else {}))
+
+    def lags():
+        return lag_until is not None and trainer.global_step < lag_until
+
+    monkeypatch.setattr(card, "strict_accuracy", lambda *a, **k: {"L0.hidden": 1.0, "L1.hidden": 0.5 if lags() else 1.0})
+    for step in range(50, 1000, 50):
+        trainer.global_step = step
+        module.on_train_batch_end(None, None, 0)
+        assert module.focus == (("L1.hidden",) if lags() and step >= 100 else ())
+        if trainer.should_stop:
+            break
+    assert step == expected_stop
+
+
 def test_the_tokens_location_spans_the_maps_the_embedding_derives_from_them():
     task = tasks.get("parity")  # is_one = Map(tokens) lives in the embedding beside the token
     for family in ("transformer", "ssm"):

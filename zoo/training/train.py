@@ -7,7 +7,9 @@ starts from the same init except that an RNN's units no block uses start silent
 (``alignment.silence``); it adds IIT and strict SIIT (:mod:`zoo.training.iit`), and the
 alignment becomes ``ground_truth``; unplanted training has ``ground_truth = None`` (nothing
 known beyond behaviour). The run stops when held-out accuracy >= 99% and (planted) every
-variable's held-out IIA >= 95%, or at ``max_steps`` / ``max_minutes``. The card
+variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
+>= 95%, for which it waits at most as many steps again: ``ZooLightningModule``), or at
+``max_steps`` / ``max_minutes``. The card
 (:mod:`zoo.training.card`, which also records how far the strict claim holds) goes into
 ``model.meta``.
 
