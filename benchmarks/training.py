@@ -7,8 +7,9 @@ IIA, params, steps, seconds), the median seconds per pair and the wall time of t
 
 Targets (issue 4): held-out accuracy >= 99% and every variable's held-out IIA >= 95%; on 2 CPU
 cores the median pair within 2 minutes and the whole default grid within 60 minutes. The
-``strict`` column (trained toward 0.95, not part of "reached") is the card's ``min_strict``: the held-out accuracy with what the
-algorithm does not use at a site patched from another input, at the worst site. The store
+``strict`` column (trained toward 0.95, not part of "reached") is the card's ``min_strict``: the
+held-out accuracy with what the algorithm does not use at a site patched from another input, at
+the worst site. The store
 defaults to a fresh temporary directory (pass ``--store`` to keep the models, or to resume an
 interrupted run: finished models are skipped and their earlier times reported from build.jsonl).
 """

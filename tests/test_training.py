@@ -309,8 +309,8 @@ def test_strict_focus_patches_a_lagging_site_alone_in_half_the_examples():
         assert {s for p in alone for s in p} == set(lagging)  # each lagging site gets its examples
 
 
-@pytest.mark.parametrize("lag_until, expected_stop", [(None, 100), (200, 200), (10**6, 200)])
-def test_a_run_waits_for_lagging_strict_sites_for_at_most_as_many_steps_again(monkeypatch, lag_until, expected_stop):
+@pytest.mark.parametrize("reach, lag_until, expected_stop", [(100, None, 100), (100, 200, 200), (100, 10**6, 1100), (1500, 2000, 2000), (1500, 10**6, 3000)])
+def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypatch, reach, lag_until, expected_stop):
     from types import SimpleNamespace
 
     from zoo.training import card
@@ -326,17 +326,19 @@ def test_a_run_waits_for_lagging_strict_sites_for_at_most_as_many_steps_again(mo
     module.log = lambda *a, **k: None
     trainer = SimpleNamespace(global_step=0, should_stop=False, datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
     module._trainer = trainer
-    # targets reached from step 100 on; L1.hidden's strict accuracy lags until step lag_until
-    monkeypatch.setattr(card, "measure", lambda *a, **k: (1.0 if trainer.global_step >= 100 else 0.5, {n: 1.0 for n in names} if trainer.global_step >= 100 else {}))
+    # targets reached from step `reach` on; L1.hidden's strict accuracy lags until step lag_until;
+    # the run waits until step reach + max(reach, STRICT_PATIENCE) at most
+    monkeypatch.setattr(card, "measure", lambda *a, **k: (1.0 if trainer.global_step >= reach else 0.5, {n: 1.0 for n in names} if trainer.global_step >= reach else {}))
 
     def lags():
         return lag_until is not None and trainer.global_step < lag_until
 
     monkeypatch.setattr(card, "strict_accuracy", lambda *a, **k: {"L0.hidden": 1.0, "L1.hidden": 0.5 if lags() else 1.0})
-    for step in range(50, 1000, 50):
+    for step in range(50, 5000, 50):
         trainer.global_step = step
         module.on_train_batch_end(None, None, 0)
-        assert module.focus == (("L1.hidden",) if lags() and step >= 100 else ())
+        if step >= reach:  # measured at every check once the targets hold
+            assert module.focus == (("L1.hidden",) if lags() else ())
         if trainer.should_stop:
             break
     assert step == expected_stop

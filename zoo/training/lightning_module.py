@@ -13,10 +13,10 @@ the targets hold also measure each strict site's held-out accuracy with its stri
 alone (``card.strict_accuracy``, as the card does). The sites below ``card.STRICT_TARGET``
 become the strict term's ``focus`` (patched alone in half the examples,
 :func:`zoo.training.iit.strict_masks`), and the run keeps going after the targets are reached
-until no site lags, for at most as many steps again as it took to reach them
-(``STRICT_PATIENCE``; counted in steps, so the stop stays deterministic): a model that reaches
-IIA fast (``reverse``'s transformer in 600 steps) otherwise keeps reading coordinates its ground
-truth says nothing depends on. The strict term's random draws come from a generator seeded with
+until no site lags, for at most as many steps again as it took to reach them and at least
+``STRICT_PATIENCE`` steps (counted in steps, so the stop stays deterministic): a model that
+reaches IIA fast (``reverse``'s transformer in 600 steps) otherwise keeps reading coordinates its
+ground truth says nothing depends on. The strict term's random draws come from a generator seeded with
 the run's seed.
 """
 
@@ -31,7 +31,7 @@ from .iit import ce, planted_losses
 
 LAG_FLOOR = 0.05  # a variable at IIA 1 is still drawn, at 1/6 the rate of one at IIA 0.75
 STRICT_EVERY = 4  # before the targets are reached, strict sites are measured every 4th check (sort's SSM: 13 sites, 3.5 s)
-STRICT_PATIENCE = 2.0  # once the targets are reached at step s, wait for the strict sites until step 2s
+STRICT_PATIENCE = 1000  # once the targets are reached at step s, wait for the strict sites until step s + max(s, 1000)
 
 
 class ZooLightningModule(L.LightningModule):
@@ -79,7 +79,7 @@ class ZooLightningModule(L.LightningModule):
                 self.focus = tuple(s for s in sorted(held) if held[s] < card.STRICT_TARGET)
             if targets:
                 self.reached_at = step if self.reached_at is None else self.reached_at
-                if not self.focus or step >= STRICT_PATIENCE * self.reached_at:
+                if not self.focus or step >= self.reached_at + max(self.reached_at, STRICT_PATIENCE):
                     self.trainer.should_stop = True
 
     def configure_optimizers(self):
