@@ -16,8 +16,8 @@ become the strict term's ``focus`` (patched alone in half the examples,
 until no site lags, for at most as many steps again as it took to reach them and at least
 ``STRICT_PATIENCE`` steps (counted in steps, so the stop stays deterministic): a model that
 reaches IIA fast (``reverse``'s transformer in 600 steps) otherwise keeps reading coordinates its
-ground truth says nothing depends on. The strict term's random draws come from a generator seeded with
-the run's seed.
+ground truth says nothing depends on. The strict term's random draws come from a generator
+seeded with the run's seed.
 """
 
 from __future__ import annotations
