@@ -78,14 +78,13 @@ def strict_masks(strict: dict, shape, generator=None, focus=()) -> dict:
     names = sorted(strict)
     pick = torch.rand(len(names), generator=generator) < STRICT_SITE_RATE
     pick[torch.randint(len(names), (1,), generator=generator)] = True
-    if not focus:
-        return {name: strict[name].float().expand(*shape, -1) for name, k in zip(names, pick) if k}
     focus = sorted(focus)
-    alone = torch.rand(shape[0], generator=generator) < FOCUS_RATE
-    which = torch.randint(len(focus), (shape[0],), generator=generator)
+    none = torch.zeros(shape[0], dtype=torch.bool)
+    alone = torch.rand(shape[0], generator=generator) < FOCUS_RATE if focus else none
+    which = torch.randint(len(focus), (shape[0],), generator=generator) if focus else None
     out = {}
     for name, k in zip(names, pick):
-        rows = ~alone if k else torch.zeros(shape[0], dtype=torch.bool)
+        rows = ~alone if k else none
         if name in focus:
             rows = rows | (alone & (which == focus.index(name)))
         if bool(rows.any()):

@@ -45,7 +45,7 @@ class ZooLightningModule(L.LightningModule):
         self.generator = torch.Generator().manual_seed(int(seed))  # the strict term's draws
         self.focus: tuple[str, ...] = ()  # the strict sites that lag at the last check
         self.reached_at: int | None = None  # the first step at which the targets held
-        self.checks = 0
+        self.strict_cols = {k: m.numpy() for k, m in self.strict.items()}  # as card.strict_accuracy takes them
 
     def training_step(self, batch, batch_idx):
         batch = to_tensors(batch, self.device)
@@ -73,9 +73,8 @@ class ZooLightningModule(L.LightningModule):
             if iia:
                 self.log("min_iia", min(iia.values()), prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
             targets = card.reached(acc, iia) and len(iia) == len(self.locations)
-            self.checks += 1
-            if self.planted and self.strict and acc >= card.ACCURACY_TARGET and (targets or self.checks % STRICT_EVERY == 0):
-                held = card.strict_accuracy(self.model, self.task, self.trainer.datamodule, {s: m.numpy() for s, m in self.strict.items()}, n=self.eval_n)
+            if self.planted and self.strict and acc >= card.ACCURACY_TARGET and (targets or (step // self.eval_every) % STRICT_EVERY == 0):
+                held = card.strict_accuracy(self.model, self.task, self.trainer.datamodule, self.strict_cols, n=self.eval_n)
                 self.focus = tuple(s for s in sorted(held) if held[s] < card.STRICT_TARGET)
             if targets:
                 self.reached_at = step if self.reached_at is None else self.reached_at
