@@ -344,6 +344,43 @@ def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypa
     assert step == expected_stop
 
 
+@pytest.mark.parametrize("acc_from, give_up_s, expected_stop", [
+    (10_000, 0.0, 50),  # time is up and accuracy is below target: the first check stops the run
+    (50, 0.0, None),  # behaviour learnt, IIA lagging: the run keeps its time (max_time ends it)
+    (10_000, 3600.0, None),  # accuracy below target but time not up yet
+])
+def test_a_run_gives_up_late_only_when_its_accuracy_is_below_target(acc_from, give_up_s, expected_stop):
+    from types import SimpleNamespace
+
+    from zoo.training import card
+    from zoo.training.lightning_module import ZooLightningModule
+
+    task = tasks.get("shift")
+    plan = alignment.plan(task, "rnn")
+    model = build_model(task, "rnn", 0, plan)
+    names = list(task.program.names)
+    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, eval_every=50, give_up_s=give_up_s)
+    module.log = lambda *a, **k: None
+    broadcasts = []
+    strategy = SimpleNamespace(broadcast=lambda obj, src=0: broadcasts.append(obj) or obj)
+    trainer = SimpleNamespace(global_step=0, should_stop=False, strategy=strategy, datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
+    module._trainer = trainer
+    module.on_train_start()
+    with pytest.MonkeyPatch.context() as mp:  # IIA never reaches its target: only the time limits can end these runs
+        mp.setattr(card, "measure", lambda *a, **k: (card.ACCURACY_TARGET if trainer.global_step >= acc_from else 0.5, {n: 0.5 for n in names}))
+        stop = None
+        for step in range(50, 2000, 50):
+            trainer.global_step = step
+            module.on_train_batch_end(None, None, 0)
+            if trainer.should_stop:
+                stop = step
+                break
+    assert stop == expected_stop
+    # the time is looked at (and rank 0's answer broadcast) only while accuracy is below target
+    assert (broadcasts == []) == (acc_from == 50)
+    assert all(late == (give_up_s == 0.0) for late in broadcasts)
+
+
 def test_the_tokens_location_spans_the_maps_the_embedding_derives_from_them():
     task = tasks.get("parity")  # is_one = Map(tokens) lives in the embedding beside the token
     for family in ("transformer", "ssm"):
@@ -425,3 +462,6 @@ def test_train_cli_prints_the_card_and_saves(tmp_path, capsys):
 def test_ddp_on_two_cpu_processes():
     model = train("shift", "rnn", seed=0, max_steps=4, eval_every=0, batch_size=8, devices=2, strategy="ddp")
     assert model.meta["card"]["steps"] == 4
+    # giving up is rank 0's decision, broadcast: both processes stop at the first check (no hang)
+    model = train("shift", "rnn", seed=0, max_steps=40, eval_every=2, batch_size=8, devices=2, strategy="ddp", give_up_minutes=1e-9)
+    assert model.meta["card"]["steps"] == 2 and model.meta["card"]["heldout_accuracy"] < 0.99

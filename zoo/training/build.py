@@ -31,7 +31,8 @@ import tasks as tasks_pkg
 from .. import store
 
 
-DEFAULT_MAX_MINUTES = 6.0  # per trained model: a pair that has not reached its targets by then is kept, marked missed
+DEFAULT_MAX_MINUTES = 12.0  # per trained model: a pair that has not reached its targets by then is kept, marked missed
+DEFAULT_GIVE_UP_MINUTES = 6.0  # ... and one whose held-out accuracy is still below target stops here (train's give_up_minutes)
 
 
 def default_store() -> Path:
@@ -133,12 +134,14 @@ def _run_job_star(args) -> tuple[dict | None, str]:
 
 
 def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0, kinds=("compiled", "trained"), plant: bool = True,
-          max_steps: int | None = None, max_minutes: float | None = DEFAULT_MAX_MINUTES, retry_missed: bool = False, workers: int = 1, progress=print,
+          max_steps: int | None = None, max_minutes: float | None = DEFAULT_MAX_MINUTES,
+          give_up_minutes: float | None = DEFAULT_GIVE_UP_MINUTES, retry_missed: bool = False, workers: int = 1, progress=print,
           **train_kwargs) -> list[dict]:
     """Compile and train the grid into ``root`` (see the module docstring); returns this run's records.
 
     ``workers > 1`` runs that many jobs at once in separate processes (one torch thread each),
-    handing the next job to whichever worker is free. A pair that stops at ``max_minutes``
+    handing the next job to whichever worker is free. ``give_up_minutes``: a pair still below
+    target accuracy by then stops (see ``train``). A pair that stops at a time limit
     rather than at its targets stops at a step count that depends on the machine's speed and
     load; a pair that reaches its targets (or stops at ``max_steps``) gets the same weights
     from the same seed wherever it runs.
@@ -149,6 +152,8 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
         raise ValueError(f"workers={workers}: need at least 1 (e.g. --workers 2 on a 2-core machine)")
     if max_minutes is not None and max_minutes <= 0:
         raise ValueError(f"max_minutes={max_minutes}: need a positive time per trained model (default {DEFAULT_MAX_MINUTES})")
+    if give_up_minutes is not None and give_up_minutes <= 0:
+        raise ValueError(f"give_up_minutes={give_up_minutes}: need a positive time (default {DEFAULT_GIVE_UP_MINUTES}), or None to use all of max_minutes")
     task_names = list(task_names or tasks_pkg.names())
     for t in task_names:
         tasks_pkg.get(t)  # unknown task: a clear error before any work
@@ -156,7 +161,8 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
     root = Path(root) if root is not None else default_store()
     root.mkdir(parents=True, exist_ok=True)
     mine = shard_jobs(jobs(task_names, archs, kinds, seed), shard)
-    kwargs = dict(seed=seed, plant=plant, retry_missed=retry_missed, max_steps=max_steps, max_minutes=max_minutes, **train_kwargs)
+    kwargs = dict(seed=seed, plant=plant, retry_missed=retry_missed, max_steps=max_steps, max_minutes=max_minutes,
+                  give_up_minutes=give_up_minutes, **train_kwargs)
     records = []
 
     def done(k, result):

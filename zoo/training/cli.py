@@ -15,6 +15,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--arch", required=True, choices=FAMILIES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--give-up-minutes", type=float, default=None, help="stop here if held-out accuracy is still below 99%%")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--no-plant", action="store_true", help="train on behaviour only (no ground truth beyond behaviour)")
     p.add_argument("--devices", default="1", help="Lightning devices (an int, or 'auto')")
@@ -30,7 +31,8 @@ def add_train_parser(sub) -> None:
     b.add_argument("--shard", default=None, help="i/n: this worker's share of the grid (0 <= i < n)")
     b.add_argument("--workers", type=int, default=1, help="jobs run at once on this machine (separate processes, one torch thread each)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--max-minutes", type=float, default=None, help="per trained model (default 6)")
+    b.add_argument("--max-minutes", type=float, default=None, help="per trained model (default 12)")
+    b.add_argument("--give-up-minutes", type=float, default=None, help="a trained model still below 99%% held-out accuracy stops here (default 6)")
     b.add_argument("--max-steps", type=int, default=None, help="per trained model")
     b.add_argument("--no-plant", action="store_true")
     b.add_argument("--retry-missed", action="store_true", help="retrain trained models whose card says they missed their targets")
@@ -46,7 +48,7 @@ def cmd_train(args) -> None:
     from .train import train
 
     model = train(args.task, args.arch, plant=not args.no_plant, seed=args.seed, max_steps=args.max_steps, max_minutes=args.max_minutes,
-                  devices=_devices(args.devices), strategy=args.strategy, accelerator=args.accelerator, progress_bar=True)
+                  give_up_minutes=args.give_up_minutes, devices=_devices(args.devices), strategy=args.strategy, accelerator=args.accelerator, progress_bar=True)
     print(format_card(model.meta))
     if args.out:
         model.save(args.out)
@@ -57,7 +59,7 @@ def cmd_build(args) -> None:
     from .build import build, default_store, parse_shard
 
     root = args.store or default_store()
-    limits = {"max_minutes": args.max_minutes} if args.max_minutes is not None else {}
+    limits = {k: v for k, v in (("max_minutes", args.max_minutes), ("give_up_minutes", args.give_up_minutes)) if v is not None}
     records = build(args.tasks, args.archs, root=root, shard=parse_shard(args.shard), seed=args.seed, plant=not args.no_plant,
                     max_steps=args.max_steps, retry_missed=args.retry_missed, workers=args.workers, **limits)
     missed = [r for r in records if r.get("kind") == "trained" and r.get("status") == "ok" and not r.get("reached")]

@@ -9,7 +9,8 @@ alignment becomes ``ground_truth``; unplanted training has ``ground_truth = None
 known beyond behaviour). The run stops when held-out accuracy >= 99% and (planted) every
 variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
 >= 95%, for which it waits at most as many steps again: ``ZooLightningModule``), or at
-``max_steps`` / ``max_minutes``. The card
+``max_steps`` / ``max_minutes``, or at ``give_up_minutes`` if held-out accuracy is still below
+target then (the time left is for runs whose planted variables lag behind their behaviour). The card
 (:mod:`zoo.training.card`, which also records how far the strict claim holds) goes into
 ``model.meta``.
 
@@ -50,26 +51,31 @@ def build_model(task: Task, arch: str, seed: int, plan: alignment.Plan):
 
 
 def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max_steps: int | None = None, max_minutes: float | None = None,
-          devices=1, strategy="auto", accelerator: str = "cpu", num_nodes: int = 1, batch_size: int = 64, lr: float = 3e-3,
+          give_up_minutes: float | None = None, devices=1, strategy="auto", accelerator: str = "cpu", num_nodes: int = 1, batch_size: int = 64, lr: float = 3e-3,
           eval_every: int = 50, progress_bar: bool = False, num_threads: int | None = 1, **size):
     """Train a ``arch`` model on ``task`` (see the module docstring); returns the model (eval mode).
 
     ``size`` overrides the planned config fields (``d_model=``, ``hidden_size=``, ``n_layers=``...).
     ``num_threads``: torch's intra-op threads during training (1 by default: these models are
     tiny, and on a shared CPU more threads make every step many times slower); None leaves it.
+    ``give_up_minutes``: stop at the first check past this time if held-out accuracy is below 99%
+    (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
     """
+    for name, value in (("max_minutes", max_minutes), ("give_up_minutes", give_up_minutes)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}={value}: need a positive number of minutes (or None for no limit)")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     try:
-        return _train(task, arch, plant=plant, seed=seed, max_steps=max_steps, max_minutes=max_minutes, devices=devices, strategy=strategy,
+        return _train(task, arch, plant=plant, seed=seed, max_steps=max_steps, max_minutes=max_minutes, give_up_minutes=give_up_minutes, devices=devices, strategy=strategy,
                       accelerator=accelerator, num_nodes=num_nodes, batch_size=batch_size, lr=lr, eval_every=eval_every, progress_bar=progress_bar, **size)
     finally:  # leave the caller's torch settings as they were (Lightning's deterministic=True sets them globally)
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy, accelerator, num_nodes, batch_size, lr, eval_every, progress_bar, **size):
+def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, devices, strategy, accelerator, num_nodes, batch_size, lr, eval_every, progress_bar, **size):
     from ..compile import check_family
 
     task = tasks_pkg.get(task) if isinstance(task, str) else task
@@ -88,7 +94,8 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, devices, strategy
             locations[n].append((site, torch.as_tensor(basis)))
         patched = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
     data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, carriers={n: len(v) - 1 for n, v in locations.items()})
-    module = ZooLightningModule(model, task, planted=plant, locations=locations, strict=patched, lr=lr, eval_every=eval_every, seed=seed)
+    module = ZooLightningModule(model, task, planted=plant, locations=locations, strict=patched, lr=lr, eval_every=eval_every, seed=seed,
+                                give_up_s=float(give_up_minutes) * 60 if give_up_minutes is not None else None)
     kwargs = {}
     if max_minutes is not None:
         kwargs["max_time"] = {"seconds": float(max_minutes) * 60}
