@@ -348,8 +348,9 @@ def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypa
     (10_000, 0.0, 50),  # time is up and accuracy is below target: the first check stops the run
     (50, 0.0, None),  # behaviour learnt, IIA lagging: the run keeps its time (max_time ends it)
     (10_000, 3600.0, None),  # accuracy below target but time not up yet
+    ("once", 0.0, None),  # on target at one check, below at the next ones: the behaviour was learnt
 ])
-def test_a_run_gives_up_late_only_when_its_accuracy_is_below_target(acc_from, give_up_s, expected_stop):
+def test_a_run_gives_up_late_only_when_its_accuracy_never_reached_its_target(acc_from, give_up_s, expected_stop):
     from types import SimpleNamespace
 
     from zoo.training import card
@@ -367,7 +368,8 @@ def test_a_run_gives_up_late_only_when_its_accuracy_is_below_target(acc_from, gi
     module._trainer = trainer
     module.on_train_start()
     with pytest.MonkeyPatch.context() as mp:  # IIA never reaches its target: only the time limits can end these runs
-        mp.setattr(card, "measure", lambda *a, **k: (card.ACCURACY_TARGET if trainer.global_step >= acc_from else 0.5, {n: 0.5 for n in names}))
+        on_target = (lambda step: step == 50) if acc_from == "once" else (lambda step: step >= acc_from)
+        mp.setattr(card, "measure", lambda *a, **k: (card.ACCURACY_TARGET if on_target(trainer.global_step) else 0.5, {n: 0.5 for n in names}))
         stop = None
         for step in range(50, 2000, 50):
             trainer.global_step = step
@@ -376,8 +378,8 @@ def test_a_run_gives_up_late_only_when_its_accuracy_is_below_target(acc_from, gi
                 stop = step
                 break
     assert stop == expected_stop
-    # the time is looked at (and rank 0's answer broadcast) only while accuracy is below target
-    assert (broadcasts == []) == (acc_from == 50)
+    # the time is looked at (and rank 0's answer broadcast) only while accuracy has never been on target
+    assert (broadcasts == []) == (acc_from in (50, "once"))
     assert all(late == (give_up_s == 0.0) for late in broadcasts)
 
 

@@ -20,8 +20,9 @@ ground truth says nothing depends on. The strict term's random draws come from a
 seeded with the run's seed.
 
 ``give_up_s``: at the first check past this many seconds of training, a run whose held-out
-accuracy is still below target stops (it will not reach its targets); a run whose behaviour is
-learnt keeps going, up to the trainer's ``max_time``, for its planted variables and strict sites
+accuracy has not reached its target at any check stops (it will not reach its targets); a run
+whose behaviour is learnt (one check is enough: accuracy wobbles by a percent between checks
+while IIA is trained) keeps going, up to the trainer's ``max_time``, for its planted variables and strict sites
 (``sort``'s SSM has accuracy 0.998 at 6 minutes and every IIA >= 0.95 at 9). The decision is
 rank 0's, broadcast, so every process stops at the same step.
 """
@@ -55,7 +56,7 @@ class ZooLightningModule(L.LightningModule):
         self.focus: tuple[str, ...] = ()  # the strict sites that lag at the last check
         self.reached_at: int | None = None  # the first step at which the targets held
         self.strict_cols = {k: m.numpy() for k, m in self.strict.items()}  # as card.strict_accuracy takes them
-        self.give_up_s, self.started = give_up_s, None
+        self.give_up_s, self.started, self.best_acc = give_up_s, None, 0.0
 
     def on_train_start(self):
         self.started = time.perf_counter()
@@ -78,6 +79,7 @@ class ZooLightningModule(L.LightningModule):
             worst_first = sorted(self.last_iia, key=self.last_iia.get)
             acc, iia = card.measure(self.model, self.task, self.trainer.datamodule, n=self.eval_n, early_exit=True, order=worst_first)
             self.last_measure = (step, acc, iia)
+            self.best_acc = max(self.best_acc, acc)
             self.last_iia.update(iia)
             if self.planted and iia:  # spend the interventions on the variables that lag
                 stream = self.trainer.datamodule.stream
@@ -93,7 +95,7 @@ class ZooLightningModule(L.LightningModule):
                 self.reached_at = step if self.reached_at is None else self.reached_at
                 if not self.focus or step >= self.reached_at + max(self.reached_at, STRICT_PATIENCE):
                     self.trainer.should_stop = True
-            if self.give_up_s is not None and acc < card.ACCURACY_TARGET:
+            if self.give_up_s is not None and self.best_acc < card.ACCURACY_TARGET:
                 late = time.perf_counter() - self.started >= self.give_up_s
                 if self.trainer.strategy.broadcast(late, src=0):
                     self.trainer.should_stop = True

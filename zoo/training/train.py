@@ -9,8 +9,8 @@ alignment becomes ``ground_truth``; unplanted training has ``ground_truth = None
 known beyond behaviour). The run stops when held-out accuracy >= 99% and (planted) every
 variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
 >= 95%, for which it waits at most as many steps again: ``ZooLightningModule``), or at
-``max_steps`` / ``max_minutes``, or at ``give_up_minutes`` if held-out accuracy is still below
-target then (the time left is for runs whose planted variables lag behind their behaviour). The card
+``max_steps`` / ``max_minutes``, or at ``give_up_minutes`` if held-out accuracy has not reached
+its target by then (the time left is for runs whose planted variables lag behind their behaviour). The card
 (:mod:`zoo.training.card`, which also records how far the strict claim holds) goes into
 ``model.meta``.
 
@@ -58,8 +58,8 @@ def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max
     ``size`` overrides the planned config fields (``d_model=``, ``hidden_size=``, ``n_layers=``...).
     ``num_threads``: torch's intra-op threads during training (1 by default: these models are
     tiny, and on a shared CPU more threads make every step many times slower); None leaves it.
-    ``give_up_minutes``: stop at the first check past this time if held-out accuracy is below 99%
-    (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
+    ``give_up_minutes``: stop at the first check past this time if held-out accuracy has not been
+    99% at any check yet (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
     """
     for name, value in (("max_minutes", max_minutes), ("give_up_minutes", give_up_minutes)):
         if value is not None and not value > 0:
