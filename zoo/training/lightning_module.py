@@ -22,9 +22,9 @@ seeded with the run's seed.
 ``give_up_s``: at the first check past this many seconds of training, a run whose held-out
 accuracy has not reached its target at any check stops (it will not reach its targets); a run
 whose behaviour is learnt (one check is enough: accuracy wobbles by a percent between checks
-while IIA is trained) keeps going, up to the trainer's ``max_time``, for its planted variables and strict sites
-(``sort``'s SSM has accuracy 0.998 at 6 minutes and every IIA >= 0.95 at 9). The decision is
-rank 0's, broadcast, so every process stops at the same step.
+while IIA trains) keeps going, up to the trainer's ``max_time``, for its planted variables and
+strict sites (``sort``'s SSM has accuracy 0.998 at 6 minutes and every IIA >= 0.95 at 9). The
+decision is rank 0's, broadcast, so every process stops at the same step.
 """
 
 from __future__ import annotations
