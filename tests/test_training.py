@@ -467,3 +467,16 @@ def test_ddp_on_two_cpu_processes():
     # giving up is rank 0's decision, broadcast: both processes stop at the first check (no hang)
     model = train("shift", "rnn", seed=0, max_steps=40, eval_every=2, batch_size=8, devices=2, strategy="ddp", give_up_minutes=1e-9)
     assert model.meta["card"]["steps"] == 2 and model.meta["card"]["heldout_accuracy"] < 0.99
+    assert model.meta["card"]["stopped"] == "gave up"
+
+
+def test_the_card_says_why_the_run_stopped():
+    tiny = dict(seed=0, batch_size=8)
+    card = train("shift", "rnn", max_steps=3, eval_every=0, **tiny).meta["card"]
+    assert (card["stopped"], card["steps"]) == ("max_steps", 3)
+    card = train("shift", "rnn", max_steps=40, eval_every=2, give_up_minutes=1e-9, **tiny).meta["card"]
+    assert (card["stopped"], card["steps"]) == ("gave up", 2) and not card["reached"]
+    card = train("shift", "rnn", max_steps=10**6, eval_every=0, max_minutes=0.002, **tiny).meta["card"]
+    assert card["stopped"] == "max_minutes" and card["steps"] < 10**6
+    card = train("running_max", "transformer", seed=0, max_steps=2000).meta["card"]
+    assert card["stopped"] == "targets" and card["reached"] and card["steps"] < 2000

@@ -1,8 +1,9 @@
 """Model cards: what a trained model's ``config.json`` records beside its weights.
 
 ``meta`` of a trained model holds ``kind: "trained"``, ``planted``, ``task``, ``family``,
-``max_len``, ``seed`` and ``card``: the config, seed, steps, wall seconds, held-out accuracy,
-per-variable IIA on held-out pairs (planted only; measured with :func:`zoo.verify.iia` on the
+``max_len``, ``seed`` and ``card``: the config, seed, steps, wall seconds, why the run stopped
+(``stopped``: "targets", "gave up" (``give_up_minutes``), "max_minutes" or "max_steps"),
+held-out accuracy, per-variable IIA on held-out pairs (planted only; measured with :func:`zoo.verify.iia` on the
 ground-truth locations), the targets, and per strict site the held-out accuracy with that
 site's strict patch applied (:func:`strict_accuracy`; ``min_strict`` the worst; training aims
 for ``STRICT_TARGET`` but "reached" means the accuracy and IIA targets). ``zoo.store.load``
@@ -80,12 +81,13 @@ def reached(acc: float, iia: dict) -> bool:
     return acc >= ACCURACY_TARGET and all(v >= IIA_TARGET for v in iia.values())
 
 
-def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None) -> dict:
+def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None) -> dict:
     return {
         "config": dataclasses.asdict(model.config),
         "seed": int(seed),
         "steps": int(steps),
         "wall_seconds": round(float(seconds), 2),
+        "stopped": stopped,
         "heldout_accuracy": float(acc),
         "iia": {k: float(v) for k, v in iia.items()},
         "min_iia": float(min(iia.values())) if iia else None,
@@ -102,7 +104,7 @@ def format_card(meta: dict) -> str:
     c = meta["card"]
     lines = [
         f"model card: {meta['family']} trained on {meta['task']} (seed {c['seed']}, {'planted' if c['planted'] else 'unplanted: no ground truth beyond behaviour'})",
-        f"  params {c['params']:,}   steps {c['steps']}   wall {c['wall_seconds']:.1f} s",
+        f"  params {c['params']:,}   steps {c['steps']}   wall {c['wall_seconds']:.1f} s" + (f"   stopped: {c['stopped']}" if c.get("stopped") else ""),
         f"  held-out accuracy {c['heldout_accuracy']:.4f} (target {c['targets']['accuracy']})",
     ]
     for name, v in c["iia"].items():

@@ -57,6 +57,7 @@ class ZooLightningModule(L.LightningModule):
         self.reached_at: int | None = None  # the first step at which the targets held
         self.strict_cols = {k: m.numpy() for k, m in self.strict.items()}  # as card.strict_accuracy takes them
         self.give_up_s, self.started, self.best_acc = give_up_s, None, 0.0
+        self.stopped: str | None = None  # "targets" or "gave up" when this module ends the run
 
     def on_train_start(self):
         self.started = time.perf_counter()
@@ -94,11 +95,11 @@ class ZooLightningModule(L.LightningModule):
             if targets:
                 self.reached_at = step if self.reached_at is None else self.reached_at
                 if not self.focus or step >= self.reached_at + max(self.reached_at, STRICT_PATIENCE):
-                    self.trainer.should_stop = True
+                    self.trainer.should_stop, self.stopped = True, "targets"
             if self.give_up_s is not None and self.best_acc < card.ACCURACY_TARGET:
                 late = time.perf_counter() - self.started >= self.give_up_s
                 if self.trainer.strategy.broadcast(late, src=0):
-                    self.trainer.should_stop = True
+                    self.trainer.should_stop, self.stopped = True, "gave up"
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -115,5 +115,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     held = card.strict_accuracy(model, task, data, {s: m.numpy() for s, m in patched.items()}) if plant else {}
     seconds = time.perf_counter() - start
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
-    model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant, strict=held)
+    stopped = module.stopped or ("max_steps" if trainer.global_step >= trainer.max_steps else "max_minutes")
+    model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant, strict=held,
+                                        stopped=stopped)
     return model
