@@ -10,9 +10,9 @@ known beyond behaviour). The run stops when held-out accuracy >= 99% and (plante
 variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
 >= 95%, for which it waits at most as many steps again: ``ZooLightningModule``), or at
 ``max_steps`` / ``max_minutes``, or at ``give_up_minutes`` if held-out accuracy has not reached
-its target by then (the time left is for runs whose planted variables lag behind their behaviour). The card
-(:mod:`zoo.training.card`, which also records how far the strict claim holds) goes into
-``model.meta``.
+its target by then (the time left is for runs whose planted variables lag behind their
+behaviour). The card (:mod:`zoo.training.card`, which also records how far the strict claim
+holds and why the run stopped) goes into ``model.meta``.
 
 Determinism: the same seed gives the same weights on CPU (seeded init, seeded batches,
 ``seed_everything``, Lightning's ``deterministic=True``), up to the step the run stops at: a
