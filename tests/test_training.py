@@ -309,11 +309,11 @@ def test_strict_focus_patches_a_lagging_site_alone_in_half_the_examples():
         assert {s for p in alone for s in p} == set(lagging)  # each lagging site gets its examples
 
 
-@pytest.mark.parametrize("reach, lag_until, expected_stop", [(100, None, 100), (100, 200, 200), (100, 10**6, 1100), (1500, 2000, 2000), (1500, 10**6, 3000)])
-def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypatch, reach, lag_until, expected_stop):
+def _scripted_module(**kwargs):
+    """A planted shift/rnn ZooLightningModule on a stand-in trainer (checks every 50 steps), for
+    tests that script what the checks measure; the trainer records what is broadcast."""
     from types import SimpleNamespace
 
-    from zoo.training import card
     from zoo.training.lightning_module import ZooLightningModule
 
     task = tasks.get("shift")
@@ -321,11 +321,22 @@ def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypa
     model = build_model(task, "rnn", 0, plan)
     model.ground_truth = alignment.ground_truth(plan, model)
     names = list(task.program.names)
-    sites = {s: torch.ones(4, dtype=torch.bool) for s in ("L0.hidden", "L1.hidden")}
-    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, strict=sites, eval_every=50)
+    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, eval_every=50, **kwargs)
     module.log = lambda *a, **k: None
-    trainer = SimpleNamespace(global_step=0, should_stop=False, datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
+    broadcasts = []
+    trainer = SimpleNamespace(global_step=0, should_stop=False, broadcasts=broadcasts,
+                              strategy=SimpleNamespace(broadcast=lambda obj, src=0: broadcasts.append(obj) or obj),
+                              datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
     module._trainer = trainer
+    return module, trainer, names
+
+
+@pytest.mark.parametrize("reach, lag_until, expected_stop", [(100, None, 100), (100, 200, 200), (100, 10**6, 1100), (1500, 2000, 2000), (1500, 10**6, 3000)])
+def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypatch, reach, lag_until, expected_stop):
+    from zoo.training import card
+
+    sites = {s: torch.ones(4, dtype=torch.bool) for s in ("L0.hidden", "L1.hidden")}
+    module, trainer, names = _scripted_module(strict=sites)
     # targets reached from step `reach` on; L1.hidden's strict accuracy lags until step lag_until;
     # the run waits until step reach + max(reach, STRICT_PATIENCE) at most
     monkeypatch.setattr(card, "measure", lambda *a, **k: (1.0 if trainer.global_step >= reach else 0.5, {n: 1.0 for n in names} if trainer.global_step >= reach else {}))
@@ -351,21 +362,10 @@ def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypa
     ("once", 0.0, None),  # on target at one check, below at the next ones: the behaviour was learnt
 ])
 def test_a_run_gives_up_late_only_when_its_accuracy_never_reached_its_target(acc_from, give_up_s, expected_stop):
-    from types import SimpleNamespace
-
     from zoo.training import card
-    from zoo.training.lightning_module import ZooLightningModule
 
-    task = tasks.get("shift")
-    plan = alignment.plan(task, "rnn")
-    model = build_model(task, "rnn", 0, plan)
-    names = list(task.program.names)
-    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, eval_every=50, give_up_s=give_up_s)
-    module.log = lambda *a, **k: None
-    broadcasts = []
-    strategy = SimpleNamespace(broadcast=lambda obj, src=0: broadcasts.append(obj) or obj)
-    trainer = SimpleNamespace(global_step=0, should_stop=False, strategy=strategy, datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
-    module._trainer = trainer
+    module, trainer, names = _scripted_module(give_up_s=give_up_s)
+    broadcasts = trainer.broadcasts
     module.on_train_start()
     with pytest.MonkeyPatch.context() as mp:  # IIA never reaches its target: only the time limits can end these runs
         on_target = (lambda step: step == 50) if acc_from == "once" else (lambda step: step >= acc_from)

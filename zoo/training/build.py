@@ -147,13 +147,11 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
     from the same seed wherever it runs.
     """
     from ..compile import FAMILIES, check_family
+    from .train import check_minutes
 
     if int(workers) < 1:
         raise ValueError(f"workers={workers}: need at least 1 (e.g. --workers 2 on a 2-core machine)")
-    if max_minutes is not None and max_minutes <= 0:
-        raise ValueError(f"max_minutes={max_minutes}: need a positive time per trained model (default {DEFAULT_MAX_MINUTES})")
-    if give_up_minutes is not None and give_up_minutes <= 0:
-        raise ValueError(f"give_up_minutes={give_up_minutes}: need a positive time (default {DEFAULT_GIVE_UP_MINUTES}), or None to use all of max_minutes")
+    check_minutes(max_minutes=max_minutes, give_up_minutes=give_up_minutes)
     task_names = list(task_names or tasks_pkg.names())
     for t in task_names:
         tasks_pkg.get(t)  # unknown task: a clear error before any work

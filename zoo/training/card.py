@@ -4,10 +4,10 @@
 ``max_len``, ``seed`` and ``card``: the config, seed, steps, wall seconds, why the run stopped
 (``stopped``: "targets", "gave up" (``give_up_minutes``), "max_minutes" or "max_steps"),
 held-out accuracy, per-variable IIA on held-out pairs (planted only; measured with
-:func:`zoo.verify.iia` on the ground-truth locations), the targets, and per strict site the held-out accuracy with that
-site's strict patch applied (:func:`strict_accuracy`; ``min_strict`` the worst; training aims
-for ``STRICT_TARGET`` but "reached" means the accuracy and IIA targets). ``zoo.store.load``
-refuses a trained model without it.
+:func:`zoo.verify.iia` on the ground-truth locations), the targets, and per strict site the
+held-out accuracy with that site's strict patch applied (:func:`strict_accuracy`;
+``min_strict`` the worst; training aims for ``STRICT_TARGET`` but "reached" means the accuracy
+and IIA targets). ``zoo.store.load`` refuses a trained model without it.
 """
 
 from __future__ import annotations

@@ -50,6 +50,13 @@ def build_model(task: Task, arch: str, seed: int, plan: alignment.Plan):
     return module.from_config(config, seed=seed)
 
 
+def check_minutes(**limits) -> None:
+    """A clear error for a time limit (``max_minutes=``, ``give_up_minutes=``) that is not positive."""
+    for name, value in limits.items():
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}={value}: need a positive number of minutes (or None for no limit)")
+
+
 def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max_steps: int | None = None, max_minutes: float | None = None,
           give_up_minutes: float | None = None, devices=1, strategy="auto", accelerator: str = "cpu", num_nodes: int = 1, batch_size: int = 64, lr: float = 3e-3,
           eval_every: int = 50, progress_bar: bool = False, num_threads: int | None = 1, **size):
@@ -61,9 +68,7 @@ def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max
     ``give_up_minutes``: stop at the first check past this time if held-out accuracy has not been
     99% at any check yet (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
     """
-    for name, value in (("max_minutes", max_minutes), ("give_up_minutes", give_up_minutes)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name}={value}: need a positive number of minutes (or None for no limit)")
+    check_minutes(max_minutes=max_minutes, give_up_minutes=give_up_minutes)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
@@ -112,7 +117,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
         trainer.fit(module, datamodule=data)
     model = module.model.cpu().eval()
     acc, iia = card.measure(model, task, data, n=512)
-    held = card.strict_accuracy(model, task, data, {s: m.numpy() for s, m in patched.items()}) if plant else {}
+    held = card.strict_accuracy(model, task, data, module.strict_cols) if plant else {}
     seconds = time.perf_counter() - start
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
     stopped = module.stopped or ("max_steps" if trainer.global_step >= trainer.max_steps else "max_minutes")
