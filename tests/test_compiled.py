@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 import tasks
 import zoo
 from tasks import strategies
-from zoo import CompileError, patch
+from zoo import CompileError, patch, verify
 
 from .compiled_refusals import REFUSED
 
@@ -148,3 +148,16 @@ def test_reparametrized_bases_are_not_axis_aligned(task_name, family):
     tokens = model.ground_truth.variables[tasks.get(task_name).program.tokens.name]
     assert np.abs(tokens.basis).max() < 1 - 1e-6, "reparametrize left the token subspace axis-aligned"
     assert model.meta["reparametrized"] == 11
+
+
+@pytest.mark.parametrize("family", zoo.FAMILIES)
+def test_iia_on_changed_outputs_tells_a_causal_location_from_an_inert_one(family):
+    task = tasks.get("sort")  # le3 moves few outputs: a patch that does nothing scores high on plain IIA
+    model = model_or_refusal("sort", family)
+    loc = model.ground_truth.variables["le3"]
+    base, source, _, position = task.sample_interventions(256, seed=3, variable="le3")
+    assert verify.iia(model, task, "le3", loc, base, source, position, changed_only=True) == 1.0  # exact
+    inert = verify.predictions(model, base)  # what a location holding nothing gives: the base's outputs
+    plain = verify.counterfactual_accuracy(task, "le3", base, source, position, inert)
+    changed = verify.counterfactual_accuracy(task, "le3", base, source, position, inert, changed_only=True)
+    assert 0.5 < plain < 1.0 and changed == 0.0

@@ -239,6 +239,22 @@ def test_iit_batches_mix_interventions_no_ops_whole_sequences_and_carriers():
     assert all(kinds.values()), kinds
 
 
+@pytest.mark.parametrize("n_same", [3, 30, 300])
+def test_iit_loss_weighs_the_outputs_an_intervention_changes_however_few(n_same):
+    from zoo.training.iit import CHANGED_SHARE, ce, iit_ce
+
+    targets = torch.zeros(1, n_same + 2, dtype=torch.long)
+    targets[0, 0] = tasks.IGNORE  # not counted
+    cf = targets.clone()
+    cf[0, 1] = 1  # the one output the intervention changes; the model keeps the base's (class 0)
+    logits = torch.zeros(1, n_same + 2, 2)
+    logits[..., 0] = 4.0
+    wrong = ce(logits[:, 1:2], cf[:, 1:2])
+    assert iit_ce(logits, cf, targets) >= CHANGED_SHARE * wrong  # not diluted by the outputs it leaves alone
+    assert ce(logits, cf) < CHANGED_SHARE * wrong  # as a plain mean is
+    assert torch.isclose(iit_ce(logits, targets, targets), ce(logits, targets))  # nothing changed: the plain mean
+
+
 def test_iit_masks_patch_each_examples_own_block_where_its_batch_says():
     from zoo.training.datamodule import make_batch, to_tensors
     from zoo.training.iit import iit_masks
@@ -416,6 +432,8 @@ def test_planted_training_reaches_its_targets_on_shift_rnn():
     assert card["heldout_accuracy"] >= 0.99, card
     assert min(card["iia"].values()) >= 0.95, card
     assert card["reached"]
+    # also on the outputs the interventions change (the card's stricter reading)
+    assert set(card["iia_changed"]) == set(card["iia"]) and card["min_iia_changed"] >= 0.95, card
 
 
 def test_build_skips_valid_models_resumes_and_shards(tmp_path):

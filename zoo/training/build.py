@@ -105,7 +105,7 @@ def run_job(root: Path, kind: str, task: str, arch: str, seed: int = 0, plant: b
             model = train(task, arch, plant=plant, seed=seed, **train_kwargs)
             c = model.meta["card"]
             record.update(accuracy=c["heldout_accuracy"], min_iia=c["min_iia"], steps=c["steps"], params=c["params"], reached=c["reached"],
-                          min_strict=c.get("min_strict"), stopped=c.get("stopped"))
+                          min_strict=c.get("min_strict"), stopped=c.get("stopped"), min_iia_changed=c.get("min_iia_changed"))
     except CompileError as err:
         record.update(status="refused", reason=str(err))
         message = f"{kind} {task} {arch}: refused ({err})"

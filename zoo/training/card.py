@@ -4,7 +4,9 @@
 ``max_len``, ``seed`` and ``card``: the config, seed, steps, wall seconds, why the run stopped
 (``stopped``: "targets", "gave up" (``give_up_minutes``), "max_minutes" or "max_steps"),
 held-out accuracy, per-variable IIA on held-out pairs (planted only; measured with
-:func:`zoo.verify.iia` on the ground-truth locations), the targets, and per strict site the
+:func:`zoo.verify.iia` on the ground-truth locations) and the same counted only on the outputs
+the interventions change (``iia_changed``, :func:`changed_iia`; not part of "reached", which is
+the issue's plain IIA), the targets, and per strict site the
 held-out accuracy with that site's strict patch applied (:func:`strict_accuracy`;
 ``min_strict`` the worst; training aims for ``STRICT_TARGET`` but "reached" means the accuracy
 and IIA targets). ``zoo.store.load`` refuses a trained model without it.
@@ -53,6 +55,24 @@ def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, 
     return acc, iia
 
 
+def changed_iia(model, task: Task, data, n: int = 512) -> dict[str, float | None]:
+    """Each variable's IIA counted only on the outputs its held-out interventions change (the
+    same pairs as :func:`measure`; ``zoo.verify.iia(..., changed_only=True)``); None where no
+    held-out intervention changes an output (its IIA then only says the location holds nothing
+    else). Plain IIA also counts the outputs an intervention leaves alone, which a location that
+    holds nothing gets right."""
+    model = _on_cpu(model)
+    was = model.training
+    model.eval()
+    out = {}
+    for k, (name, loc) in enumerate(model.ground_truth.variables.items()):
+        base, source, _, position = data.heldout_pairs(name, k, n)
+        value = verify.iia(model, task, name, loc, base, source, position, changed_only=True)
+        out[name] = None if value != value else value
+    model.train(was)
+    return out
+
+
 def strict_accuracy(model, task: Task, data, masks: dict, n: int = 512) -> dict[str, float]:
     """Site -> held-out accuracy with the coordinates the strict term patches there (``masks``:
     site -> bool ``[W]``) taken from another held-out input at every position, one site at a
@@ -81,7 +101,9 @@ def reached(acc: float, iia: dict) -> bool:
     return acc >= ACCURACY_TARGET and all(v >= IIA_TARGET for v in iia.values())
 
 
-def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None) -> dict:
+def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None, iia_changed=None) -> dict:
+    changed = {k: (None if v is None else float(v)) for k, v in (iia_changed or {}).items()}
+    live = [v for v in changed.values() if v is not None]
     return {
         "config": dataclasses.asdict(model.config),
         "seed": int(seed),
@@ -91,6 +113,8 @@ def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, st
         "heldout_accuracy": float(acc),
         "iia": {k: float(v) for k, v in iia.items()},
         "min_iia": float(min(iia.values())) if iia else None,
+        "iia_changed": changed,  # changed_iia: IIA on the outputs an intervention changes (None: it never changes one)
+        "min_iia_changed": min(live) if live else None,
         "planted": bool(planted),
         "targets": {"accuracy": ACCURACY_TARGET, "iia": IIA_TARGET if planted else None, "strict": STRICT_TARGET if planted else None},
         "reached": bool(reached(acc, iia)),
@@ -107,8 +131,10 @@ def format_card(meta: dict) -> str:
         f"  params {c['params']:,}   steps {c['steps']}   wall {c['wall_seconds']:.1f} s" + (f"   stopped: {c['stopped']}" if c.get("stopped") else ""),
         f"  held-out accuracy {c['heldout_accuracy']:.4f} (target {c['targets']['accuracy']})",
     ]
+    changed = c.get("iia_changed") or {}
     for name, v in c["iia"].items():
-        lines.append(f"  IIA {name:<16} {v:.4f}")
+        w = changed.get(name)
+        lines.append(f"  IIA {name:<16} {v:.4f}" + ("" if name not in changed else f"   on changed outputs {w:.4f}" if w is not None else "   (no held-out intervention changes an output)"))
     if c.get("min_strict") is not None:
         worst = min(c["strict"], key=c["strict"].get)
         aim = c["targets"].get("strict")

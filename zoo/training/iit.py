@@ -37,10 +37,25 @@ from tasks import IGNORE
 IIT_WEIGHT, STRICT_WEIGHT, BEHAVIOUR_WEIGHT = 1.0, 0.4, 1.0
 STRICT_SITE_RATE = 0.5  # the chance of each strict site being patched in a step's strict run
 FOCUS_RATE = 0.5  # with lagging strict sites: the share of examples that patch one of them alone
+CHANGED_SHARE = 0.5  # the IIT loss's weight on the outputs an intervention changes (see iit_ce)
 
 
 def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), ignore_index=IGNORE)
+
+
+def iit_ce(logits: torch.Tensor, cf_targets: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The IIT cross-entropy: the counted outputs the intervention changes (counterfactual !=
+    base output) and those it leaves alone each weigh ``CHANGED_SHARE`` and the rest; a plain mean
+    when either set is empty. A plain mean lets a block that holds nothing score well where a
+    patch moves few outputs (``le_k`` in ``sort`` moves 12% of them)."""
+    per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), cf_targets.reshape(-1).long(), ignore_index=IGNORE, reduction="none")
+    counted = cf_targets.reshape(-1) != IGNORE
+    changed = counted & (cf_targets.reshape(-1) != targets.reshape(-1))
+    same = counted & ~changed
+    if CHANGED_SHARE is None or not bool(changed.any()) or not bool(same.any()):
+        return per[counted].mean() if bool(counted.any()) else per.sum() * 0.0
+    return CHANGED_SHARE * per[changed].mean() + (1.0 - CHANGED_SHARE) * per[same].mean()
 
 
 def masked_patch(source: torch.Tensor, mask: torch.Tensor):
@@ -124,7 +139,7 @@ def planted_losses(model, batch: dict, locations: dict, strict: dict, generator:
     src = model.run(source, cache=sorted(sites | set(strict))).cache
     out = {"behaviour": ce(model(base), batch["targets"])}
     fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in iit_masks(locations, names, batch).items()}
-    out["iit"] = ce(model.run(base, interventions=fns).logits, batch["cf_targets"])
+    out["iit"] = iit_ce(model.run(base, interventions=fns).logits, batch["cf_targets"], batch["targets"])
     if strict:
         fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in strict_masks(strict, base.shape, generator, focus).items()}
         out["strict"] = ce(model.run(base, interventions=fns).logits, batch["targets"])

@@ -1,0 +1,69 @@
+"""IIA on the outputs an intervention changes, for every planted model of a store.
+
+The card's IIA counts every position the protocol counts, including those whose counterfactual
+output equals the base's: a location that holds nothing scores the share of such outputs. This
+reads each planted model of a store (``zoo build``'s ``STORE/trained/``) and prints, per model,
+the card's accuracy and min IIA beside the IIA counted only where the counterfactual differs from
+the base (``zoo.verify.iia(..., changed_only=True)``, on the card's held-out pairs), its worst
+variable, and the share of counted outputs that variable's interventions change. Variables whose
+held-out interventions never change an output are listed (their IIA only says the location holds
+nothing else).
+
+    python -m benchmarks.changed_iia [--store DIR] [--tasks sort reverse] [--archs rnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import tasks
+import zoo
+from zoo import store, verify
+from zoo.training.build import default_store
+from zoo.training.datamodule import TaskDataModule
+
+
+def changed_iia(model, task, n: int = 512) -> dict[str, tuple[float, float, float]]:
+    """Variable -> (IIA, IIA on changed outputs, share of counted outputs changed) on the card's held-out pairs."""
+    data = TaskDataModule(task, seed=model.meta["card"]["seed"])  # the held-out split the card measured on
+    out = {}
+    for k, (name, loc) in enumerate(model.ground_truth.variables.items()):
+        base, source, _, position = data.heldout_pairs(name, k, n)
+        cf = task.counterfactual(base, source, name, position)
+        share = float((cf.mask & (cf.outputs != task.targets(base))).sum() / max(int(cf.mask.sum()), 1))
+        out[name] = (verify.iia(model, task, name, loc, base, source, position),
+                     verify.iia(model, task, name, loc, base, source, position, changed_only=True), share)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default=None, help="a zoo build store (default: zoo build's)")
+    parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--archs", nargs="+", default=list(zoo.FAMILIES), choices=zoo.FAMILIES)
+    args = parser.parse_args(argv)
+    root = (default_store() if args.store is None else Path(args.store)) / "trained"
+    names = args.tasks or list(tasks.names())
+    print("| task | family | accuracy | min IIA | min IIA on changed outputs | worst variable (share changed) | never changed |")
+    print("|---|---|---|---|---|---|---|")
+    for task_name in names:
+        for arch in args.archs:
+            for path in sorted(root.glob(f"{task_name}-{arch}-seed*")):
+                model = store.load(path)
+                if model.ground_truth is None:
+                    continue
+                rows = changed_iia(model, tasks.get(task_name))
+                live = {v: r for v, r in rows.items() if not math.isnan(r[1])}
+                never = ", ".join(v for v in rows if v not in live) or "-"
+                cells = [task_name, arch, f"{model.meta['card']['heldout_accuracy']:.4f}", f"{min(r[0] for r in rows.values()):.4f}", "-", "-", never]
+                if live:
+                    worst = min(live, key=lambda v: live[v][1])
+                    cells[4:6] = [f"{live[worst][1]:.4f}", f"{worst} ({live[worst][2]:.2f})"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
