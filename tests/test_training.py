@@ -241,7 +241,9 @@ def test_iit_batches_mix_interventions_no_ops_whole_sequences_and_carriers():
 
 @pytest.mark.parametrize("n_same", [3, 30, 300])
 def test_iit_loss_weighs_the_outputs_an_intervention_changes_however_few(n_same):
-    from zoo.training.iit import CHANGED_SHARE, ce, iit_ce
+    from zoo.training.iit import ce, iit_ce
+
+    share = 0.5
 
     targets = torch.zeros(1, n_same + 2, dtype=torch.long)
     targets[0, 0] = tasks.IGNORE  # not counted
@@ -250,9 +252,10 @@ def test_iit_loss_weighs_the_outputs_an_intervention_changes_however_few(n_same)
     logits = torch.zeros(1, n_same + 2, 2)
     logits[..., 0] = 4.0
     wrong = ce(logits[:, 1:2], cf[:, 1:2])
-    assert iit_ce(logits, cf, targets) >= CHANGED_SHARE * wrong  # not diluted by the outputs it leaves alone
-    assert ce(logits, cf) < CHANGED_SHARE * wrong  # as a plain mean is
-    assert torch.isclose(iit_ce(logits, targets, targets), ce(logits, targets))  # nothing changed: the plain mean
+    assert iit_ce(logits, cf, targets, share) >= share * wrong  # not diluted by the outputs it leaves alone
+    assert ce(logits, cf) < share * wrong  # as a plain mean is, and as the RNN's share (None) keeps it
+    assert torch.equal(iit_ce(logits, cf, targets, None), ce(logits, cf))
+    assert torch.equal(iit_ce(logits, targets, targets, share), ce(logits, targets))  # nothing changed: the plain mean
 
 
 def test_iit_masks_patch_each_examples_own_block_where_its_batch_says():

@@ -15,7 +15,10 @@ whole batch.
   V at every position (``tasks.interpreter.replaced``: a strong signal where one position moves
   few outputs, as ``le0`` in ``sort``), and some patch a block that *carries* V beyond its site
   (``strict.carriers``: V's block at a later stream point, an RNN relay), where agreeing
-  positions must change nothing.
+  positions must change nothing. In the transformer and the SSM the cross-entropy weighs the
+  outputs the intervention changes as much as those it leaves alone (:func:`iit_ce`,
+  ``CHANGED_SHARE``): ``le_k`` in ``sort`` changes 12% of the outputs it counts, and under a
+  plain mean a block holding nothing scores 0.88.
 - **strict SIIT** (weight 0.4): a random half of the strict sites (``strict.strict_sites``, at
   least one) take the source's activations on the coordinates the algorithm may not depend on
   (``strict.free_basis``: free coordinates, idle blocks, what a component writes outside its
@@ -37,25 +40,31 @@ from tasks import IGNORE
 IIT_WEIGHT, STRICT_WEIGHT, BEHAVIOUR_WEIGHT = 1.0, 0.4, 1.0
 STRICT_SITE_RATE = 0.5  # the chance of each strict site being patched in a step's strict run
 FOCUS_RATE = 0.5  # with lagging strict sites: the share of examples that patch one of them alone
-CHANGED_SHARE = 0.5  # the IIT loss's weight on the outputs an intervention changes (see iit_ce)
+# the IIT loss's weight on the outputs an intervention changes, per family (see iit_ce); None: a
+# plain mean. In the RNN the equal weighting cost two pairs their targets within zoo build's time
+# limits (induction, reverse: the behaviour is learnt later) and fixed none, so the RNN keeps the
+# plain mean; in the stream families it raised the IIA on changed outputs and lost no pair.
+CHANGED_SHARE = {"transformer": 0.5, "ssm": 0.5, "rnn": None}
 
 
 def ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), ignore_index=IGNORE)
 
 
-def iit_ce(logits: torch.Tensor, cf_targets: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def iit_ce(logits: torch.Tensor, cf_targets: torch.Tensor, targets: torch.Tensor, share: float | None = 0.5) -> torch.Tensor:
     """The IIT cross-entropy: the counted outputs the intervention changes (counterfactual !=
-    base output) and those it leaves alone each weigh ``CHANGED_SHARE`` and the rest; a plain mean
-    when either set is empty. A plain mean lets a block that holds nothing score well where a
+    base output) weigh ``share``, those it leaves alone the rest; a plain mean when ``share`` is
+    None or either set is empty. A plain mean lets a block that holds nothing score well where a
     patch moves few outputs (``le_k`` in ``sort`` moves 12% of them)."""
+    if share is None:
+        return ce(logits, cf_targets)
     per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), cf_targets.reshape(-1).long(), ignore_index=IGNORE, reduction="none")
     counted = cf_targets.reshape(-1) != IGNORE
     changed = counted & (cf_targets.reshape(-1) != targets.reshape(-1))
     same = counted & ~changed
-    if CHANGED_SHARE is None or not bool(changed.any()) or not bool(same.any()):
+    if not bool(changed.any()) or not bool(same.any()):
         return per[counted].mean() if bool(counted.any()) else per.sum() * 0.0
-    return CHANGED_SHARE * per[changed].mean() + (1.0 - CHANGED_SHARE) * per[same].mean()
+    return share * per[changed].mean() + (1.0 - share) * per[same].mean()
 
 
 def masked_patch(source: torch.Tensor, mask: torch.Tensor):
@@ -139,7 +148,7 @@ def planted_losses(model, batch: dict, locations: dict, strict: dict, generator:
     src = model.run(source, cache=sorted(sites | set(strict))).cache
     out = {"behaviour": ce(model(base), batch["targets"])}
     fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in iit_masks(locations, names, batch).items()}
-    out["iit"] = iit_ce(model.run(base, interventions=fns).logits, batch["cf_targets"], batch["targets"])
+    out["iit"] = iit_ce(model.run(base, interventions=fns).logits, batch["cf_targets"], batch["targets"], CHANGED_SHARE.get(model.family))
     if strict:
         fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in strict_masks(strict, base.shape, generator, focus).items()}
         out["strict"] = ce(model.run(base, interventions=fns).logits, batch["targets"])
