@@ -4,7 +4,7 @@ The card's IIA counts every position the protocol counts, including those whose 
 output equals the base's: a location that holds nothing scores the share of such outputs. This
 reads each planted model of a store (``zoo build``'s ``STORE/trained/``) and prints, per model,
 the card's accuracy and min IIA beside the IIA counted only where the counterfactual differs from
-the base (``zoo.verify.iia(..., changed_only=True)``, on the card's held-out pairs), its worst
+the base (``zoo.training.card.changed_iia``, on the card's held-out pairs), its worst
 variable, and the share of counted outputs that variable's interventions change. Variables whose
 held-out interventions never change an output are listed (their IIA only says the location holds
 nothing else).
@@ -15,26 +15,28 @@ nothing else).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import tasks
 import zoo
-from zoo import store, verify
+from zoo import store
+from zoo.training import card
 from zoo.training.build import default_store
 from zoo.training.datamodule import TaskDataModule
 
 
-def changed_iia(model, task, n: int = 512) -> dict[str, tuple[float, float, float]]:
-    """Variable -> (IIA, IIA on changed outputs, share of counted outputs changed) on the card's held-out pairs."""
-    data = TaskDataModule(task, seed=model.meta["card"]["seed"])  # the held-out split the card measured on
+def rows(model, task, n: int = 512) -> dict[str, tuple[float, float | None, float]]:
+    """Variable -> (IIA, IIA on changed outputs or None, share of counted outputs changed), on the
+    held-out pairs the card measured on."""
+    data = TaskDataModule(task, seed=model.meta["card"]["seed"])
+    _, iia = card.measure(model, task, data, n)
+    changed = card.changed_iia(model, task, data, n)
     out = {}
-    for k, (name, loc) in enumerate(model.ground_truth.variables.items()):
+    for k, name in enumerate(model.ground_truth.variables):
         base, source, _, position = data.heldout_pairs(name, k, n)
         cf = task.counterfactual(base, source, name, position)
         share = float((cf.mask & (cf.outputs != task.targets(base))).sum() / max(int(cf.mask.sum()), 1))
-        out[name] = (verify.iia(model, task, name, loc, base, source, position),
-                     verify.iia(model, task, name, loc, base, source, position, changed_only=True), share)
+        out[name] = (iia[name], changed[name], share)
     return out
 
 
@@ -54,10 +56,10 @@ def main(argv=None) -> int:
                 model = store.load(path)
                 if model.ground_truth is None:
                     continue
-                rows = changed_iia(model, tasks.get(task_name))
-                live = {v: r for v, r in rows.items() if not math.isnan(r[1])}
-                never = ", ".join(v for v in rows if v not in live) or "-"
-                cells = [task_name, arch, f"{model.meta['card']['heldout_accuracy']:.4f}", f"{min(r[0] for r in rows.values()):.4f}", "-", "-", never]
+                measured = rows(model, tasks.get(task_name))
+                live = {v: r for v, r in measured.items() if r[1] is not None}
+                never = ", ".join(v for v in measured if v not in live) or "-"
+                cells = [task_name, arch, f"{model.meta['card']['heldout_accuracy']:.4f}", f"{min(r[0] for r in measured.values()):.4f}", "-", "-", never]
                 if live:
                     worst = min(live, key=lambda v: live[v][1])
                     cells[4:6] = [f"{live[worst][1]:.4f}", f"{worst} ({live[worst][2]:.2f})"]

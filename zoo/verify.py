@@ -3,11 +3,13 @@
 IIA of a location for a variable: patch the location (site, positions, basis) with a source run's
 activation, and count the readout positions that the protocol of :mod:`tasks.interpreter` keeps
 where the model's prediction equals the program's counterfactual output. It is computed per
-(example, counted position) pair over a batch. ``changed_only=True`` counts only the positions
-whose counterfactual output differs from the base's: a stricter reading, since a location that
-holds nothing (a dead block, a patch that changes nothing) scores the share of outputs the
-intervention leaves alone on plain IIA (``sort``'s RNN: 0.88 on ``le3``) and 0 here. Used to check compiled models (``zoo check``),
+(example, counted position) pair over a batch. Used to check compiled models (``zoo check``),
 to write trained models' cards, and by the evaluator for a method's alignment.
+
+``changed_only=True`` counts only the positions whose counterfactual output differs from the
+base's: a stricter reading, since a location that holds nothing (a dead block, a patch that
+changes nothing) scores the share of outputs the intervention leaves alone on plain IIA
+(``sort``'s RNN: 0.88 on ``le3``) and 0 here.
 """
 
 from __future__ import annotations
