@@ -4,7 +4,7 @@ The card's IIA counts every position the protocol counts, including those whose 
 output equals the base's: a location that holds nothing scores the share of such outputs. This
 reads each planted model of a store (``zoo build``'s ``STORE/trained/``) and prints, per model,
 the card's accuracy and min IIA beside the IIA counted only where the counterfactual differs from
-the base (``zoo.training.card.changed_iia``, on the card's held-out pairs), its worst
+the base (``zoo.training.card.measure``'s ``changed``, on the card's held-out pairs), its worst
 variable, and the share of counted outputs that variable's interventions change. Variables whose
 held-out interventions never change an output are listed (their IIA only says the location holds
 nothing else).
@@ -29,8 +29,8 @@ def rows(model, task, n: int = 512) -> dict[str, tuple[float, float | None, floa
     """Variable -> (IIA, IIA on changed outputs or None, share of counted outputs changed), on the
     held-out pairs the card measured on."""
     data = TaskDataModule(task, seed=model.meta["card"]["seed"])
-    _, iia = card.measure(model, task, data, n)
-    changed = card.changed_iia(model, task, data, n)
+    changed: dict = {}
+    _, iia = card.measure(model, task, data, n, changed=changed)
     out = {}
     for k, name in enumerate(model.ground_truth.variables):
         base, source, _, position = data.heldout_pairs(name, k, n)

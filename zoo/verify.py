@@ -38,11 +38,16 @@ def accuracy(model: ZooModel, task: Task, tokens) -> float:
     return float((predictions(model, tokens)[mask] == targets[mask]).mean())
 
 
-def iia(model: ZooModel, task: Task, variable: str, location: Location, base, source, position, *, changed_only: bool = False) -> float:
-    """IIA of ``location`` for ``variable`` on (base, source, position) cases (see module doc)."""
+def patched_predictions(model: ZooModel, location: Location, base, source, position) -> np.ndarray:
+    """The base run's argmax with ``location`` at ``position`` (per example) taken from the source run."""
     src = model.run(torch.as_tensor(source), cache=[location.site]).cache[location.site]
     fn = patch(src, positions=torch.as_tensor(np.asarray(position) + location.lag), basis=location.tensor())
-    predicted = predictions(model, base, interventions={location.site: fn})
+    return predictions(model, base, interventions={location.site: fn})
+
+
+def iia(model: ZooModel, task: Task, variable: str, location: Location, base, source, position, *, changed_only: bool = False) -> float:
+    """IIA of ``location`` for ``variable`` on (base, source, position) cases (see module doc)."""
+    predicted = patched_predictions(model, location, base, source, position)
     return counterfactual_accuracy(task, variable, base, source, position, predicted, changed_only=changed_only)
 
 

@@ -5,7 +5,7 @@
 (``stopped``: "targets", "gave up" (``give_up_minutes``), "max_minutes" or "max_steps"),
 held-out accuracy, per-variable IIA on held-out pairs (planted only; measured with
 :func:`zoo.verify.iia` on the ground-truth locations) and the same counted only on the outputs
-the interventions change (``iia_changed``, :func:`changed_iia`; not part of "reached", which is
+the interventions change (``iia_changed``, :func:`measure`'s ``changed``; not part of "reached", which is
 the issue's plain IIA), the targets, and per strict site the
 held-out accuracy with that site's strict patch applied (:func:`strict_accuracy`;
 ``min_strict`` the worst; training aims for ``STRICT_TARGET`` but "reached" means the accuracy
@@ -29,13 +29,18 @@ ACCURACY_TARGET, IIA_TARGET = 0.99, 0.95
 STRICT_TARGET = 0.95  # not part of "reached": training aims for it (see ZooLightningModule), the card records it
 
 
-def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, order=None) -> tuple[float, dict[str, float]]:
+def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, order=None, changed: dict | None = None) -> tuple[float, dict[str, float]]:
     """Held-out accuracy and, when the model has ground truth, each variable's held-out IIA.
 
     ``early_exit`` (the checks during training, which only decide whether to stop): no IIA while
     accuracy misses its target, and none after the first variable that misses, taking variables
     in ``order`` (say, worst first); the dict then holds only the variables measured. The card
     always measures everything.
+
+    ``changed``: a dict to fill, from the same patched runs, with each variable's IIA counted only
+    on the outputs its interventions change (``zoo.verify``'s ``changed_only``); None where none
+    does (its IIA then only says the location holds nothing else). Plain IIA also counts the
+    outputs an intervention leaves alone, which a location that holds nothing gets right.
     """
     model = _on_cpu(model)
     was = model.training
@@ -47,30 +52,16 @@ def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, 
         for name in sorted(index, key=lambda v: list(order).index(v) if order and v in order else -1):
             loc = model.ground_truth.variables[name]
             base, source, _, position = data.heldout_pairs(name, index[name], n)
-            value = verify.iia(model, task, name, loc, base, source, position)
+            predicted = verify.patched_predictions(model, loc, base, source, position)
+            value = verify.counterfactual_accuracy(task, name, base, source, position, predicted)
             iia[name] = 1.0 if value != value else value  # no counted position: nothing to get wrong
+            if changed is not None:
+                value = verify.counterfactual_accuracy(task, name, base, source, position, predicted, changed_only=True)
+                changed[name] = None if value != value else value
             if early_exit and iia[name] < IIA_TARGET:
                 break
     model.train(was)
     return acc, iia
-
-
-def changed_iia(model, task: Task, data, n: int = 512) -> dict[str, float | None]:
-    """Each variable's IIA counted only on the outputs its held-out interventions change (the
-    same pairs as :func:`measure`; ``zoo.verify.iia(..., changed_only=True)``); None where no
-    held-out intervention changes an output (its IIA then only says the location holds nothing
-    else). Plain IIA also counts the outputs an intervention leaves alone, which a location that
-    holds nothing gets right."""
-    model = _on_cpu(model)
-    was = model.training
-    model.eval()
-    out = {}
-    for k, (name, loc) in enumerate(model.ground_truth.variables.items()):
-        base, source, _, position = data.heldout_pairs(name, k, n)
-        value = verify.iia(model, task, name, loc, base, source, position, changed_only=True)
-        out[name] = None if value != value else value
-    model.train(was)
-    return out
 
 
 def strict_accuracy(model, task: Task, data, masks: dict, n: int = 512) -> dict[str, float]:
@@ -113,7 +104,7 @@ def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, st
         "heldout_accuracy": float(acc),
         "iia": {k: float(v) for k, v in iia.items()},
         "min_iia": float(min(iia.values())) if iia else None,
-        "iia_changed": changed,  # changed_iia: IIA on the outputs an intervention changes (None: it never changes one)
+        "iia_changed": changed,  # measure's changed: IIA on the outputs an intervention changes (None: it never changes one)
         "min_iia_changed": min(live) if live else None,
         "planted": bool(planted),
         "targets": {"accuracy": ACCURACY_TARGET, "iia": IIA_TARGET if planted else None, "strict": STRICT_TARGET if planted else None},

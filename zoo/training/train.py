@@ -116,9 +116,9 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
         warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset|LightningModule.log|smaller than the logging interval|sync_dist).*")
         trainer.fit(module, datamodule=data)
     model = module.model.cpu().eval()
-    acc, iia = card.measure(model, task, data, n=512)
+    changed: dict = {}
+    acc, iia = card.measure(model, task, data, n=512, changed=changed)
     held = card.strict_accuracy(model, task, data, module.strict_cols) if plant else {}
-    changed = card.changed_iia(model, task, data, n=512) if plant else {}
     seconds = time.perf_counter() - start
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
     stopped = module.stopped or ("max_steps" if trainer.global_step >= trainer.max_steps else "max_minutes")
