@@ -22,8 +22,11 @@ Scores per finding kind (see :mod:`evaluation.metrics`), and the cell's headline
   / ``recall_at_k`` / ``faithfulness_at_k`` of the top-k components with k the size of the
   ground-truth circuit among them, ``cpr`` / ``cmd`` over the ranking; the scores per
   (site, position) are kept for the report's heatmaps.
-- Alignment: ``iia`` (mean over variables, held-out pairs; headline), ``overlap`` (mean subspace
-  overlap with the ground-truth basis), and both per variable.
+- Alignment: ``iia`` (mean over variables, held-out pairs; headline), ``iia_changed`` (the same
+  counted only on the outputs the counterfactual changes, mean over the variables where some
+  pair changes one: plain IIA also counts the outputs an intervention leaves alone, which a
+  location holding nothing gets right; ``random_alignment`` shows the gap), ``overlap`` (mean
+  subspace overlap with the ground-truth basis), and all three per variable.
 - Circuit: ``faithfulness`` (headline), ``precision`` / ``recall`` over components, ``auroc`` of
   its per-component evidence when it has some, and ``edge_precision`` / ``edge_recall`` (and
   ``edge_auroc`` of the path-patching scores in ``meta["edge_scores"]``) where the ground truth
@@ -180,6 +183,8 @@ def score_finding(finding, model, task, *, ablation: str = "resample", seed: int
         rec = M.variable_recovery(finding, model, task, truth, n=n_pairs, seed=seed + 50_000)
         iias = [v["iia"] for v in rec.values() if math.isfinite(v["iia"])]
         out["iia"] = float(np.mean(iias)) if iias else float("nan")
+        changed = [v["iia_changed"] for v in rec.values() if math.isfinite(v["iia_changed"])]
+        out["iia_changed"] = float(np.mean(changed)) if changed else float("nan")  # over the variables some pair changes an output of
         out["overlap"] = float(np.mean([v["overlap"] for v in rec.values()]))
         out["variables"] = rec
         out["score"] = out["iia"]

@@ -166,18 +166,23 @@ def subspace_overlap(a, b) -> float:
 
 
 def variable_recovery(alignment, model, task, truth, n: int = 256, seed: int = 0) -> dict:
-    """Per aligned variable: IIA of the alignment on ``n`` held-out pairs (seed ``seed``, kept
-    apart from the method's own seeds by the caller) under the interpreter's protocol
-    (:func:`methods.finding.alignment_iia`), and :func:`subspace_overlap` with the ground-truth
-    basis (0 when the method chose another site or another lag)."""
-    from methods.finding import alignment_iia
+    """Per aligned variable, on ``n`` held-out pairs (seed ``seed``, kept apart from the method's
+    own seeds by the caller) under the interpreter's protocol
+    (:func:`methods.finding.alignment_predictions`): the alignment's IIA; its IIA counted only on
+    the outputs the counterfactual changes (``iia_changed``, NaN when none does: then the variable
+    cannot tell a causal location from one that holds nothing, which scores 1 on plain IIA); and
+    :func:`subspace_overlap` with the ground-truth basis (0 when the method chose another site or
+    another lag)."""
+    from methods.finding import alignment_predictions
+    from zoo.verify import counterfactual_accuracy
 
     out = {}
     for k, (name, av) in enumerate(alignment.variables.items()):
-        iia = alignment_iia(model, task, name, av, n=n, seed=seed + 101 * (k + 1))
+        base, source, position, got = alignment_predictions(model, task, name, av, n=n, seed=seed + 101 * (k + 1))
+        iia, changed = (counterfactual_accuracy(task, name, base, source, position, got, changed_only=c) for c in (False, True))
         loc = truth.variables.get(name)
         ov = subspace_overlap(av.basis, loc.basis) if loc is not None and loc.site == av.site and loc.lag == av.lag else 0.0
-        out[name] = {"iia": iia, "overlap": ov, "site": av.site, "dim": int(av.basis.shape[0])}
+        out[name] = {"iia": iia, "iia_changed": changed, "overlap": ov, "site": av.site, "dim": int(av.basis.shape[0])}
     return out
 
 

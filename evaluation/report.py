@@ -28,7 +28,7 @@ def _fmt(v) -> str:
 
 
 CELL_COLUMNS = ("method", "task", "family", "kind", "status", "score", "auroc", "auroc_signed", "precision_at_k", "faithfulness_at_k", "cpr", "cmd",
-                "iia", "overlap", "faithfulness", "seconds")
+                "iia", "iia_changed", "overlap", "faithfulness", "seconds")
 
 
 def heatmap_png(model_rows) -> bytes:

@@ -5,14 +5,14 @@
   a seeded bootstrap interval over cells (tasks x kinds), the same per family, and the
   architecture gap (max - min of the family means) with its bootstrap interval.
 - ``control_checks(rows)``: the oracle controls must score 1.0 on every metric that has a 1.0 to
-  reach (AUROC, precision/recall, faithfulness, IIA, overlap; CPR/CMD are areas over every
-  circuit size and sit below 1 even for the oracle), and ``random`` must sit at chance: its
-  AUROC interval contains 0.5. A failed check means the evaluation is broken, and the
-  summary says so first. On ``trained`` cells the oracle is not held to circuit faithfulness:
-  a trained model's planted ground truth fixes where each variable lives (a site and a
-  subspace), not which heads or units compute it, so keeping only the planted sites need not
-  reproduce the model; nor to IIA 1.0, since the planted alignment's IIA is the trained model's
-  own, measured on its card (:data:`NOT_PLANTED_IN_TRAINED`). Cells not run (``refused``,
+  reach (AUROC, precision/recall, faithfulness, IIA, IIA on changed outputs, overlap; CPR/CMD
+  are areas over every circuit size and sit below 1 even for the oracle), and ``random`` must
+  sit at chance: its AUROC interval contains 0.5. A failed check means the evaluation is
+  broken, and the summary says so first. On ``trained`` cells the oracle is not held to
+  circuit faithfulness: a trained model's planted ground truth fixes where each variable lives
+  (a site and a subspace), not which heads or units compute it, so keeping only the planted
+  sites need not reproduce the model; nor to IIA 1.0, since the planted alignment's IIA is the
+  trained model's own, measured on its card (:data:`NOT_PLANTED_IN_TRAINED`). Cells not run (``refused``,
   ``missing``) are counted apart and never fail a check.
 """
 
@@ -24,11 +24,11 @@ import numpy as np
 
 from .metrics import bootstrap_ci, bootstrap_gap
 
-ORACLE_METRICS = ("auroc", "auroc_signed", "precision_at_k", "recall_at_k", "faithfulness_at_k", "iia", "overlap", "precision", "recall", "faithfulness",
+ORACLE_METRICS = ("auroc", "auroc_signed", "precision_at_k", "recall_at_k", "faithfulness_at_k", "iia", "iia_changed", "overlap", "precision", "recall", "faithfulness",
                   "edge_precision", "edge_recall")
 # on trained cells: circuit faithfulness is not planted, and an alignment's IIA is the model's own
 # (>= 0.95 when it reached its targets, lower when it missed): see the module doc
-NOT_PLANTED_IN_TRAINED = ("faithfulness_at_k", "faithfulness", "iia")
+NOT_PLANTED_IN_TRAINED = ("faithfulness_at_k", "faithfulness", "iia", "iia_changed")
 NOT_RUN = ("refused", "missing")  # a compiler refused the pair / the trained model is not in the store
 HEADLINE = {"site_scores": "node AUROC", "alignment": "IIA", "circuit": "faithfulness"}
 
@@ -52,7 +52,7 @@ def summarize(rows, seed: int = 0) -> dict:
         gap = bootstrap_gap({f: _vals([r for r in ok if r["family"] == f]) for f in families}, seed=seed)
         kinds = list(dict.fromkeys(r.get("finding") for r in ok if r.get("finding")))
         extra = {}
-        for key in ("auroc", "auroc_signed", "edge_auroc", "edge_precision", "edge_recall", "precision_at_k", "faithfulness_at_k", "cpr", "cmd", "overlap", "precision", "recall"):
+        for key in ("auroc", "auroc_signed", "edge_auroc", "edge_precision", "edge_recall", "precision_at_k", "faithfulness_at_k", "cpr", "cmd", "iia_changed", "overlap", "precision", "recall"):
             v = _vals(ok, key)
             if v:
                 extra[key] = float(np.mean(v))

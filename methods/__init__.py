@@ -31,10 +31,10 @@ oracle[_alignment|      controls     the ground truth (the only methods allowed 
 ======================  ===========  ========================================================
 """
 
-from .finding import ABLATIONS, AlignedVariable, Alignment, Circuit, Featurizer, FindingError, SiteScores, alignment_iia, from_json
+from .finding import ABLATIONS, AlignedVariable, Alignment, Circuit, Featurizer, FindingError, SiteScores, alignment_iia, alignment_predictions, from_json
 from .registry import ENTRY_POINT_GROUP, GuardedModel, get, names, reads_ground_truth, register, run
 
 __all__ = [
     "ABLATIONS", "AlignedVariable", "Alignment", "Circuit", "ENTRY_POINT_GROUP", "Featurizer", "FindingError", "GuardedModel",
-    "SiteScores", "alignment_iia", "from_json", "get", "names", "reads_ground_truth", "register", "run",
+    "SiteScores", "alignment_iia", "alignment_predictions", "from_json", "get", "names", "reads_ground_truth", "register", "run",
 ]

@@ -286,13 +286,21 @@ class Alignment:
         return cls({k: AlignedVariable.from_json(v) for k, v in d["variables"].items()}, d.get("method", ""), d.get("meta", {}))
 
 
-def alignment_iia(model, task, variable: str, aligned: AlignedVariable, n: int = 256, seed: int = 0, pairs=None) -> float:
-    """IIA of one aligned variable (as ``zoo.verify.iia``, but honouring a featurizer)."""
+def alignment_predictions(model, task, variable: str, aligned: AlignedVariable, n: int = 256, seed: int = 0, pairs=None):
+    """(base, source, position, predicted): ``n`` held-out pairs for ``variable`` (or ``pairs``)
+    and the argmax of the base run with the aligned location patched from the source."""
     base, source, _, position = pairs if pairs is not None else task.sample_interventions(n, seed=seed, variable=variable)
     with torch.no_grad():
         src = model.run(torch.as_tensor(source), cache=[aligned.site]).cache[aligned.site]
         got = model.run(torch.as_tensor(base), interventions={aligned.site: aligned.intervention(src, position)}).logits.argmax(-1).cpu().numpy()
-    return counterfactual_accuracy(task, variable, base, source, position, got)
+    return base, source, position, got
+
+
+def alignment_iia(model, task, variable: str, aligned: AlignedVariable, n: int = 256, seed: int = 0, pairs=None, *, changed_only: bool = False) -> float:
+    """IIA of one aligned variable (as ``zoo.verify.iia``, but honouring a featurizer);
+    ``changed_only``: counted only on the outputs the counterfactual changes (NaN if none)."""
+    base, source, position, got = alignment_predictions(model, task, variable, aligned, n=n, seed=seed, pairs=pairs)
+    return counterfactual_accuracy(task, variable, base, source, position, got, changed_only=changed_only)
 
 
 # -- Circuit -----------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_faithfulness_of_full_and_empty_circuits(arch):
 @pytest.fixture(scope="module")
 def control_grid(tmp_path_factory):
     out = tmp_path_factory.mktemp("controls")
-    rows = evaluation.evaluate(["oracle", "oracle_alignment", "random", "activation_patching"], ["parity", "induction", "dyck1"], None,
+    rows = evaluation.evaluate(["oracle", "oracle_alignment", "random", "random_alignment", "activation_patching"], ["parity", "induction", "dyck1"], None,
                                kinds=("compiled", "reparametrized"), out=out, n_pairs=64, progress=lambda s: None)
     return out, rows
 
@@ -84,7 +84,7 @@ def test_controls(control_grid):
     assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows if r["status"] != "ok"]
     for r in rows:
         if r["method"].startswith("oracle"):
-            for k in ("auroc", "auroc_signed", "precision_at_k", "recall_at_k", "faithfulness_at_k", "iia", "overlap"):
+            for k in ("auroc", "auroc_signed", "precision_at_k", "recall_at_k", "faithfulness_at_k", "iia", "iia_changed", "overlap"):
                 if r.get(k) is not None:
                     assert r[k] == pytest.approx(1.0), (r["task"], r["family"], r["kind"], k, r[k])
     summary = summarize(rows)
@@ -93,6 +93,34 @@ def test_controls(control_grid):
     assert rnd[1] <= 0.5 <= rnd[2]
     ap = summary["methods"]["activation_patching"]["score"]
     assert ap[0] > 0.9 and ap[1] > rnd[2], (ap, rnd)  # well above random
+    ra = summary["methods"]["random_alignment"]
+    assert ra["extra"]["iia_changed"] < ra["score"][0] - 0.2, ra  # plain IIA credits a random location with the outputs it leaves alone
+
+
+def test_variable_recovery_counts_the_changed_outputs_apart():
+    """On compiled sort the oracle's IIA on changed outputs is 1 wherever some pair changes an
+    output; the positional variables (SEP sits at a position fixed by the length, which base and
+    source share) change none, so there it is NaN and only plain IIA, which any location holding
+    nothing passes, is defined. An alignment that puts every variable at a location holding
+    nothing (a sparse compiled model's unread stream coordinates) keeps a plain IIA well above 0
+    and scores 0 on changed outputs."""
+    import methods
+    from methods.finding import AlignedVariable, Alignment
+
+    task, model = tasks.get("sort"), zoo.compile("sort", "transformer")
+    truth = model.ground_truth
+    rec = M.variable_recovery(methods.controls.oracle_alignment(model, task), model, task, truth, n=64)
+    inert = {v for v, r in rec.items() if math.isnan(r["iia_changed"])}
+    assert {"indices", "sep_index"} <= inert and "sorted_value" not in inert and "le0" not in inert, inert
+    assert all(r["iia"] == 1.0 for r in rec.values())
+    assert all(r["iia_changed"] == 1.0 for v, r in rec.items() if v not in inert)
+    site = model.site_list()[-1]  # the last stream point, read by the unembedding only
+    read = np.abs(model.W_U.detach().numpy()).sum(1) > 0  # [d_model, classes]
+    unread = np.eye(site.width)[~read][:1]
+    nothing = Alignment({v: AlignedVariable(site.name, unread, "all", 0) for v in truth.variables if v not in inert})
+    rec = M.variable_recovery(nothing, model, task, truth, n=64)
+    assert all(r["iia_changed"] == 0.0 for r in rec.values()), rec
+    assert np.mean([r["iia"] for r in rec.values()]) > 0.5
 
 
 def test_broken_evaluation_is_flagged(control_grid):
