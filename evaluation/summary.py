@@ -130,6 +130,9 @@ def render_text(summary) -> str:
     if broken(summary):
         lines.append("THE EVALUATION IS BROKEN: a control check failed (see below); do not trust these scores.\n")
     lines.append(text_table(leaderboard_rows(summary)))
+    changed = {m: s["extra"]["iia_changed"] for m, s in summary["methods"].items() if "iia_changed" in s["extra"]}
+    if changed:  # beside an alignment's headline IIA, which also counts the outputs its patches leave alone
+        lines.append("IIA on changed outputs only: " + ", ".join(f"{m} {v:.3f}" for m, v in sorted(changed.items(), key=lambda kv: -kv[1])))
     lines.append("")
     for c in summary["checks"]:
         lines.append(f"[{'ok' if c['passed'] else 'FAILED'}] {c['name']}: {c['detail']}")

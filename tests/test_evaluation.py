@@ -95,6 +95,7 @@ def test_controls(control_grid):
     assert ap[0] > 0.9 and ap[1] > rnd[2], (ap, rnd)  # well above random
     ra = summary["methods"]["random_alignment"]
     assert ra["extra"]["iia_changed"] < ra["score"][0] - 0.2, ra  # plain IIA credits a random location with the outputs it leaves alone
+    assert f"random_alignment {ra['extra']['iia_changed']:.3f}" in evaluation.render_text(summary).split("IIA on changed outputs only:")[1]
 
 
 def test_variable_recovery_counts_the_changed_outputs_apart():
