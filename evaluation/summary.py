@@ -12,8 +12,8 @@
   circuit faithfulness: a trained model's planted ground truth fixes where each variable lives
   (a site and a subspace), not which heads or units compute it, so keeping only the planted
   sites need not reproduce the model; nor to IIA 1.0, since the planted alignment's IIA is the
-  trained model's own, measured on its card (:data:`NOT_PLANTED_IN_TRAINED`). Cells not run (``refused``,
-  ``missing``) are counted apart and never fail a check.
+  trained model's own, measured on its card (:data:`NOT_PLANTED_IN_TRAINED`). Cells not run
+  (``refused``, ``missing``) are counted apart and never fail a check.
 """
 
 from __future__ import annotations
