@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tasks
 import zoo
-from zoo import store
+from zoo import store, verify
 from zoo.training import card
 from zoo.training.build import default_store
 from zoo.training.datamodule import TaskDataModule
@@ -35,7 +35,7 @@ def rows(model, task, n: int = 512) -> dict[str, tuple[float, float | None, floa
     for k, name in enumerate(model.ground_truth.variables):
         base, source, _, position = data.heldout_pairs(name, k, n)
         cf = task.counterfactual(base, source, name, position)
-        share = float((cf.mask & (cf.outputs != task.targets(base))).sum() / max(int(cf.mask.sum()), 1))
+        share = float(verify.changed_mask(task, cf, base).sum() / max(int(cf.mask.sum()), 1))
         out[name] = (iia[name], changed[name], share)
     return out
 

@@ -174,12 +174,12 @@ def variable_recovery(alignment, model, task, truth, n: int = 256, seed: int = 0
     :func:`subspace_overlap` with the ground-truth basis (0 when the method chose another site or
     another lag)."""
     from methods.finding import alignment_predictions
-    from zoo.verify import counterfactual_accuracy
+    from zoo.verify import counterfactual_accuracies
 
     out = {}
     for k, (name, av) in enumerate(alignment.variables.items()):
         base, source, position, got = alignment_predictions(model, task, name, av, n=n, seed=seed + 101 * (k + 1))
-        iia, changed = (counterfactual_accuracy(task, name, base, source, position, got, changed_only=c) for c in (False, True))
+        iia, changed = counterfactual_accuracies(task, name, base, source, position, got)
         loc = truth.variables.get(name)
         ov = subspace_overlap(av.basis, loc.basis) if loc is not None and loc.site == av.site and loc.lag == av.lag else 0.0
         out[name] = {"iia": iia, "iia_changed": changed, "overlap": ov, "site": av.site, "dim": int(av.basis.shape[0])}

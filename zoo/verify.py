@@ -56,10 +56,22 @@ def counterfactual_accuracy(task: Task, variable: str, base, source, position, p
     program's counterfactual output; NaN when no position counts. ``changed_only``: count only
     the positions where the counterfactual output differs from the base's."""
     cf = task.counterfactual(base, source, variable, position)
-    counted = cf.mask & (cf.outputs != task.targets(base)) if changed_only else cf.mask
-    if not counted.any():
-        return float("nan")
-    return float((predicted[counted] == cf.outputs[counted]).mean())
+    return _share_right(predicted, cf, changed_mask(task, cf, base) if changed_only else cf.mask)
+
+
+def counterfactual_accuracies(task: Task, variable: str, base, source, position, predicted: np.ndarray) -> tuple[float, float]:
+    """(:func:`counterfactual_accuracy`, the same with ``changed_only``) from one counterfactual run."""
+    cf = task.counterfactual(base, source, variable, position)
+    return _share_right(predicted, cf, cf.mask), _share_right(predicted, cf, changed_mask(task, cf, base))
+
+
+def changed_mask(task: Task, cf, base) -> np.ndarray:
+    """The counted positions of counterfactual ``cf`` whose output differs from the base's."""
+    return cf.mask & (cf.outputs != task.targets(base))
+
+
+def _share_right(predicted: np.ndarray, cf, counted: np.ndarray) -> float:
+    return float((predicted[counted] == cf.outputs[counted]).mean()) if counted.any() else float("nan")
 
 
 @dataclass

@@ -53,11 +53,12 @@ def measure(model, task: Task, data, n: int = 512, *, early_exit: bool = False, 
             loc = model.ground_truth.variables[name]
             base, source, _, position = data.heldout_pairs(name, index[name], n)
             predicted = verify.patched_predictions(model, loc, base, source, position)
-            value = verify.counterfactual_accuracy(task, name, base, source, position, predicted)
+            if changed is None:  # the checks during training: plain IIA only
+                value = verify.counterfactual_accuracy(task, name, base, source, position, predicted)
+            else:
+                value, on_changed = verify.counterfactual_accuracies(task, name, base, source, position, predicted)
+                changed[name] = None if on_changed != on_changed else on_changed
             iia[name] = 1.0 if value != value else value  # no counted position: nothing to get wrong
-            if changed is not None:
-                value = verify.counterfactual_accuracy(task, name, base, source, position, predicted, changed_only=True)
-                changed[name] = None if value != value else value
             if early_exit and iia[name] < IIA_TARGET:
                 break
     model.train(was)
