@@ -105,12 +105,12 @@ def test_variable_recovery_counts_the_changed_outputs_apart():
     nothing passes, is defined. An alignment that puts every variable at a location holding
     nothing (a sparse compiled model's unread stream coordinates) keeps a plain IIA well above 0
     and scores 0 on changed outputs."""
-    import methods
+    from methods.controls import oracle_alignment
     from methods.finding import AlignedVariable, Alignment
 
     task, model = tasks.get("sort"), zoo.compile("sort", "transformer")
     truth = model.ground_truth
-    rec = M.variable_recovery(methods.controls.oracle_alignment(model, task), model, task, truth, n=64)
+    rec = M.variable_recovery(oracle_alignment(model, task), model, task, truth, n=64)
     inert = {v for v, r in rec.items() if math.isnan(r["iia_changed"])}
     assert {"indices", "sep_index"} <= inert and "sorted_value" not in inert and "le0" not in inert, inert
     assert all(r["iia"] == 1.0 for r in rec.values())
