@@ -37,6 +37,19 @@ def test_same_seed_gives_identical_weights_with_held_out_checks_every_step():
         assert torch.equal(v, b.state_dict()[k]), k
 
 
+def test_the_learning_rate_is_the_familys_unless_given_and_goes_into_the_card():
+    from zoo.training.train import LEARNING_RATE
+
+    default = _tiny(0, steps=3)
+    same = train("shift", "transformer", seed=0, max_steps=3, eval_every=0, batch_size=16, lr=LEARNING_RATE["transformer"], **TINY)
+    other = train("shift", "transformer", seed=0, max_steps=3, eval_every=0, batch_size=16, lr=LEARNING_RATE["transformer"] / 2, **TINY)
+    for k, v in default.state_dict().items():
+        assert torch.equal(v, same.state_dict()[k]), k
+    assert any(not torch.equal(v, other.state_dict()[k]) for k, v in default.state_dict().items())
+    assert default.meta["card"]["optimiser"] == {"lr": LEARNING_RATE["transformer"], "batch_size": 16}
+    assert other.meta["card"]["optimiser"]["lr"] == LEARNING_RATE["transformer"] / 2
+
+
 def test_variable_draws_follow_the_weights_and_the_seed():
     from zoo.training.datamodule import make_batch
 
@@ -479,10 +492,11 @@ def test_build_with_two_workers_equals_one(tmp_path):
 
 
 def test_train_cli_prints_the_card_and_saves(tmp_path, capsys):
-    train_cli(["train", "shift", "--arch", "rnn", "--max-steps", "3", "--out", str(tmp_path / "m")])
+    train_cli(["train", "shift", "--arch", "rnn", "--max-steps", "3", "--lr", "0.0007", "--out", str(tmp_path / "m")])
     out = capsys.readouterr().out
-    assert "model card" in out and "held-out accuracy" in out
-    assert store.load(tmp_path / "m").meta["card"]["steps"] == 3
+    assert "model card" in out and "held-out accuracy" in out and "lr 0.0007" in out
+    card = store.load(tmp_path / "m").meta["card"]
+    assert card["steps"] == 3 and card["optimiser"]["lr"] == 0.0007
 
 
 @pytest.mark.slow

@@ -93,12 +93,13 @@ def reached(acc: float, iia: dict) -> bool:
     return acc >= ACCURACY_TARGET and all(v >= IIA_TARGET for v in iia.values())
 
 
-def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None, iia_changed=None) -> dict:
+def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None, iia_changed=None, optimiser=None) -> dict:
     changed = {k: (None if v is None else float(v)) for k, v in (iia_changed or {}).items()}
     live = [v for v in changed.values() if v is not None]
     return {
         "config": dataclasses.asdict(model.config),
         "seed": int(seed),
+        "optimiser": dict(optimiser or {}),  # AdamW's lr and the batch size
         "steps": int(steps),
         "wall_seconds": round(float(seconds), 2),
         "stopped": stopped,
@@ -120,7 +121,8 @@ def format_card(meta: dict) -> str:
     c = meta["card"]
     lines = [
         f"model card: {meta['family']} trained on {meta['task']} (seed {c['seed']}, {'planted' if c['planted'] else 'unplanted: no ground truth beyond behaviour'})",
-        f"  params {c['params']:,}   steps {c['steps']}   wall {c['wall_seconds']:.1f} s" + (f"   stopped: {c['stopped']}" if c.get("stopped") else ""),
+        f"  params {c['params']:,}   steps {c['steps']}   wall {c['wall_seconds']:.1f} s" + (f"   stopped: {c['stopped']}" if c.get("stopped") else "")
+        + "".join(f"   {k} {v:g}" for k, v in (c.get("optimiser") or {}).items()),
         f"  held-out accuracy {c['heldout_accuracy']:.4f} (target {c['targets']['accuracy']})",
     ]
     changed = c.get("iia_changed") or {}

@@ -17,6 +17,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--give-up-minutes", type=float, default=None, help="stop here if held-out accuracy has not reached 99%% yet")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="AdamW's learning rate (default: the family's, zoo.training.train.LEARNING_RATE)")
     p.add_argument("--no-plant", action="store_true", help="train on behaviour only (no ground truth beyond behaviour)")
     p.add_argument("--devices", default="1", help="Lightning devices (an int, or 'auto')")
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
@@ -48,7 +49,7 @@ def cmd_train(args) -> None:
     from .train import train
 
     model = train(args.task, args.arch, plant=not args.no_plant, seed=args.seed, max_steps=args.max_steps, max_minutes=args.max_minutes,
-                  give_up_minutes=args.give_up_minutes, devices=_devices(args.devices), strategy=args.strategy, accelerator=args.accelerator, progress_bar=True)
+                  give_up_minutes=args.give_up_minutes, lr=args.lr, devices=_devices(args.devices), strategy=args.strategy, accelerator=args.accelerator, progress_bar=True)
     print(format_card(model.meta))
     if args.out:
         model.save(args.out)
