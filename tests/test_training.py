@@ -476,6 +476,8 @@ def test_build_skips_valid_models_resumes_and_shards(tmp_path):
         build(["shift"], ["rnn"], root=tmp_path, give_up_minutes=-1)
     with pytest.raises(ValueError, match="give_up_minutes=0"):
         train("shift", "rnn", give_up_minutes=0)
+    with pytest.raises(ValueError, match="lr=-0.001"):
+        train("shift", "rnn", lr=-1e-3)
     assert parse_shard("1/3") == (1, 3)
     with pytest.raises(ValueError):
         parse_shard("3/3")

@@ -92,6 +92,8 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     task = tasks_pkg.get(task) if isinstance(task, str) else task
     check_family(arch)
     lr = LEARNING_RATE[arch] if lr is None else float(lr)
+    if not lr > 0:
+        raise ValueError(f"lr={lr}: need a positive learning rate (or None for the family's, {LEARNING_RATE[arch]:g})")
     start = time.perf_counter()
     plan = alignment.plan(task, arch, **size)
     L.seed_everything(seed, verbose=False)
