@@ -296,11 +296,11 @@ def alignment_predictions(model, task, variable: str, aligned: AlignedVariable, 
     return base, source, position, got
 
 
-def alignment_iia(model, task, variable: str, aligned: AlignedVariable, n: int = 256, seed: int = 0, pairs=None, *, changed_only: bool = False) -> float:
-    """IIA of one aligned variable (as ``zoo.verify.iia``, but honouring a featurizer);
-    ``changed_only``: counted only on the outputs the counterfactual changes (NaN if none)."""
+def alignment_iia(model, task, variable: str, aligned: AlignedVariable, n: int = 256, seed: int = 0, pairs=None) -> float:
+    """IIA of one aligned variable (as ``zoo.verify.iia``, but honouring a featurizer); on changed
+    outputs too: :func:`alignment_predictions` and ``zoo.verify.counterfactual_accuracies``."""
     base, source, position, got = alignment_predictions(model, task, variable, aligned, n=n, seed=seed, pairs=pairs)
-    return counterfactual_accuracy(task, variable, base, source, position, got, changed_only=changed_only)
+    return counterfactual_accuracy(task, variable, base, source, position, got)
 
 
 # -- Circuit -----------------------------------------------------------------------------------

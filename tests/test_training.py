@@ -353,7 +353,7 @@ def _scripted_module(**kwargs):
     model = build_model(task, "rnn", 0, plan)
     model.ground_truth = alignment.ground_truth(plan, model)
     names = list(task.program.names)
-    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, eval_every=50, **kwargs)
+    module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, lr=3e-3, eval_every=50, **kwargs)
     module.log = lambda *a, **k: None
     broadcasts = []
     trainer = SimpleNamespace(global_step=0, should_stop=False, broadcasts=broadcasts,

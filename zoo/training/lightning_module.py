@@ -44,7 +44,7 @@ STRICT_PATIENCE = 1000  # once the targets are reached at step s, wait for the s
 
 
 class ZooLightningModule(L.LightningModule):
-    def __init__(self, model, task, *, planted: bool, locations=None, strict=None, lr: float = 3e-3, eval_every: int = 50, eval_n: int = 512, weight_decay: float = 0.0, seed: int = 0,
+    def __init__(self, model, task, *, planted: bool, locations=None, strict=None, lr: float, eval_every: int = 50, eval_n: int = 512, weight_decay: float = 0.0, seed: int = 0,
                  give_up_s: float | None = None):
         super().__init__()
         self.model, self.task, self.planted = model, task, planted
