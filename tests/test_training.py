@@ -299,38 +299,6 @@ def test_iit_masks_patch_each_examples_own_block_where_its_batch_says():
     assert int(batch["location"].gt(0).sum()) > 0  # carriers were drawn
 
 
-@pytest.mark.parametrize("family", ["transformer", "rnn", "ssm"])
-def test_one_stacked_run_gives_the_losses_of_separate_behaviour_iit_and_strict_runs(family):
-    from zoo.training.datamodule import make_batch, to_tensors
-    from zoo.training.iit import ce, iit_ce, iit_masks, masked_patch, planted_losses, strict_masks, CHANGED_SHARE
-
-    task = tasks.get("sort")
-    plan = alignment.plan(task, family)
-    model = build_model(task, family, 0, plan)
-    with torch.no_grad():  # dense everywhere, so that patching the free coordinates moves the outputs too
-        g = torch.Generator().manual_seed(0)
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g) * p.std().nan_to_num())
-    gt = alignment.ground_truth(plan, model)
-    names = list(task.program.names)
-    locations = {n: [(gt.variables[n].site, gt.variables[n].tensor())] for n in names}
-    free = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
-    batch = to_tensors(make_batch(task, 32, 7, names))
-    got = planted_losses(model, batch, locations, free, generator=torch.Generator().manual_seed(5))
-
-    src = model.run(batch["source"], cache=sorted({loc[0][0] for loc in locations.values()} | set(free))).cache
-    def patched(masks):
-        return model.run(batch["base"], interventions={s: masked_patch(src[s], m) for s, m in masks.items()}).logits
-    strict_run = strict_masks(free, batch["base"].shape, torch.Generator().manual_seed(5))
-    want = {"behaviour": ce(model(batch["base"]), batch["targets"]),
-            "iit": iit_ce(patched(iit_masks(locations, names, batch)), batch["cf_targets"], batch["targets"], CHANGED_SHARE[family]),
-            "strict": ce(patched(strict_run), batch["targets"])}
-    for k, v in want.items():
-        assert torch.allclose(got[k], v, rtol=1e-5, atol=1e-6), (k, float(got[k]), float(v))
-    for a, b in [("behaviour", "iit"), ("behaviour", "strict"), ("iit", "strict")]:  # three different runs: a swapped slice would show
-        assert not torch.allclose(want[a], want[b], rtol=1e-5, atol=1e-6), (a, b)
-
-
 def test_strict_masks_patch_a_seeded_random_subset_of_sites_on_their_free_coordinates():
     from zoo.training.iit import strict_masks
 

@@ -133,20 +133,6 @@ def iit_masks(locations: dict, names: list[str], batch: dict) -> dict:
     return masks
 
 
-def stacked_patches(src: dict, runs: list[dict]) -> dict:
-    """One intervention per site for ``len(runs)`` copies of the base batch stacked along the
-    batch: copy ``i`` patches with ``runs[i]``'s masks (site -> ``[B, T, W]``; a site a run does
-    not patch gets a zero mask there, which leaves it bit-identical). The behaviour, IIT and
-    strict runs of a step become one run of the model: the same losses for about half the time
-    on CPU, where these small models' cost is per operation, not per example."""
-    out = {}
-    for site in sorted(set().union(*runs)):
-        zero = torch.zeros_like(src[site])
-        masks = torch.cat([run[site].to(src[site].dtype) if site in run else zero for run in runs])
-        out[site] = masked_patch(src[site].repeat(len(runs), 1, 1), masks)
-    return out
-
-
 def planted_losses(model, batch: dict, locations: dict, strict: dict, generator: torch.Generator | None = None, focus=()) -> dict:
     """``{"behaviour", "iit", "strict", "loss"}`` for one batch.
 
@@ -160,10 +146,13 @@ def planted_losses(model, batch: dict, locations: dict, strict: dict, generator:
     names = list(locations)
     sites = {site for locs in locations.values() for site, _ in locs}
     src = model.run(source, cache=sorted(sites | set(strict))).cache
-    runs = [{}, iit_masks(locations, names, batch)] + ([strict_masks(strict, base.shape, generator, focus)] if strict else [])
-    logits = model.run(base.repeat(len(runs), 1), interventions=stacked_patches(src, runs)).logits.split(base.shape[0])
-    out = {"behaviour": ce(logits[0], batch["targets"]),
-           "iit": iit_ce(logits[1], batch["cf_targets"], batch["targets"], CHANGED_SHARE.get(model.family)),
-           "strict": ce(logits[2], batch["targets"]) if strict else logits[0].new_zeros(())}
+    out = {"behaviour": ce(model(base), batch["targets"])}
+    fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in iit_masks(locations, names, batch).items()}
+    out["iit"] = iit_ce(model.run(base, interventions=fns).logits, batch["cf_targets"], batch["targets"], CHANGED_SHARE.get(model.family))
+    if strict:
+        fns = {site: masked_patch(src[site], m.to(src[site].dtype)) for site, m in strict_masks(strict, base.shape, generator, focus).items()}
+        out["strict"] = ce(model.run(base, interventions=fns).logits, batch["targets"])
+    else:
+        out["strict"] = out["behaviour"].new_zeros(())
     out["loss"] = BEHAVIOUR_WEIGHT * out["behaviour"] + IIT_WEIGHT * out["iit"] + STRICT_WEIGHT * out["strict"]
     return out
