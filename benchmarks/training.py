@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--archs", nargs="+", default=list(zoo.FAMILIES), choices=zoo.FAMILIES)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES, help="per pair")
-    parser.add_argument("--give-up-minutes", type=float, default=DEFAULT_GIVE_UP_MINUTES, help="a pair whose accuracy has not reached its target stops here")
+    parser.add_argument("--give-up-minutes", type=float, default=DEFAULT_GIVE_UP_MINUTES, help="a pair whose accuracy has not reached 90%% stops here")
     parser.add_argument("--store", default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

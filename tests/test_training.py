@@ -10,7 +10,7 @@ import torch
 
 import tasks
 from zoo import store
-from zoo.training import alignment, strict, train
+from zoo.training import alignment, lightning_module, strict, train
 from zoo.training.build import build, jobs, parse_shard, shard_jobs
 from zoo.training.cli import main as train_cli
 from zoo.training.train import build_model
@@ -356,7 +356,7 @@ def _scripted_module(**kwargs):
     module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, lr=3e-3, eval_every=50, **kwargs)
     module.log = lambda *a, **k: None
     broadcasts = []
-    trainer = SimpleNamespace(global_step=0, should_stop=False, broadcasts=broadcasts,
+    trainer = SimpleNamespace(global_step=0, should_stop=False, broadcasts=broadcasts, optimizers=[SimpleNamespace(param_groups=[{"lr": 3e-3}])],
                               strategy=SimpleNamespace(broadcast=lambda obj, src=0: broadcasts.append(obj) or obj),
                               datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
     module._trainer = trainer
@@ -387,13 +387,14 @@ def test_a_run_waits_for_lagging_strict_sites_a_bounded_number_of_steps(monkeypa
     assert step == expected_stop
 
 
-@pytest.mark.parametrize("acc_from, give_up_s, expected_stop", [
-    (10_000, 0.0, 50),  # time is up and accuracy is below target: the first check stops the run
-    (50, 0.0, None),  # behaviour learnt, IIA lagging: the run keeps its time (max_time ends it)
-    (10_000, 3600.0, None),  # accuracy below target but time not up yet
-    ("once", 0.0, None),  # on target at one check, below at the next ones: the behaviour was learnt
+@pytest.mark.parametrize("acc_from, give_up_s, expected_stop, below", [
+    (10_000, 0.0, 50, 0.5),  # time is up and accuracy is far below target: the first check stops the run
+    (10_000, 0.0, None, 0.92),  # ... but a run within reach of it keeps its time
+    (50, 0.0, None, 0.5),  # behaviour learnt, IIA lagging: the run keeps its time (max_time ends it)
+    (10_000, 3600.0, None, 0.5),  # accuracy below target but time not up yet
+    ("once", 0.0, None, 0.5),  # on target at one check, below at the next ones: the behaviour was learnt
 ])
-def test_a_run_gives_up_late_only_when_its_accuracy_never_reached_its_target(acc_from, give_up_s, expected_stop):
+def test_a_run_gives_up_late_only_when_its_accuracy_never_came_near_its_target(acc_from, give_up_s, expected_stop, below):
     from zoo.training import card
 
     module, trainer, names = _scripted_module(give_up_s=give_up_s)
@@ -401,7 +402,7 @@ def test_a_run_gives_up_late_only_when_its_accuracy_never_reached_its_target(acc
     module.on_train_start()
     with pytest.MonkeyPatch.context() as mp:  # IIA never reaches its target: only the time limits can end these runs
         on_target = (lambda step: step == 50) if acc_from == "once" else (lambda step: step >= acc_from)
-        mp.setattr(card, "measure", lambda *a, **k: (card.ACCURACY_TARGET if on_target(trainer.global_step) else 0.5, {n: 0.5 for n in names}))
+        mp.setattr(card, "measure", lambda *a, **k: (card.ACCURACY_TARGET if on_target(trainer.global_step) else below, {n: 0.5 for n in names}))
         stop = None
         for step in range(50, 2000, 50):
             trainer.global_step = step
@@ -410,9 +411,29 @@ def test_a_run_gives_up_late_only_when_its_accuracy_never_reached_its_target(acc
                 stop = step
                 break
     assert stop == expected_stop
-    # the time is looked at (and rank 0's answer broadcast) only while accuracy has never been on target
-    assert (broadcasts == []) == (acc_from in (50, "once"))
+    # the time is looked at (and rank 0's answer broadcast) only while accuracy has never come near its target
+    assert (broadcasts == []) == (acc_from in (50, "once") or below >= lightning_module.GIVE_UP_BELOW)
     assert all(late == (give_up_s == 0.0) for late in broadcasts)
+
+
+def test_the_learning_rate_drops_while_accuracy_hovers_near_its_target():
+    from zoo.training import card
+
+    module, trainer, names = _scripted_module()
+    group = trainer.optimizers[0].param_groups[0]
+    near, after = lightning_module.ANNEAL_FROM, lightning_module.ANNEAL_AFTER // 50  # checks every 50 steps
+    mid = (near + card.ACCURACY_TARGET) / 2
+    accuracies = [0.5, near, 0.5] + [mid] * after + [card.ACCURACY_TARGET, near, 0.5]
+    seen = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(card, "measure", lambda *a, **k: (accuracies[trainer.global_step // 50 - 1], {n: 0.5 for n in names}))
+        for k in range(len(accuracies)):
+            trainer.global_step = 50 * (k + 1)
+            module.on_train_batch_end(None, None, 0)
+            seen.append(group["lr"] / module.lr)
+    low = lightning_module.ANNEAL_FACTOR
+    # lowered ANNEAL_AFTER steps after the first check near the target (whatever follows), until the first check on it
+    assert seen == pytest.approx([1.0] * (after + 1) + [low, low] + [1.0] * 3)
 
 
 def test_the_tokens_location_spans_the_maps_the_embedding_derives_from_them():

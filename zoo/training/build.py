@@ -32,7 +32,7 @@ from .. import store
 
 
 DEFAULT_MAX_MINUTES = 12.0  # per trained model: a pair that has not reached its targets by then is kept, marked missed
-DEFAULT_GIVE_UP_MINUTES = 6.0  # ... and one whose held-out accuracy has not reached its target stops here (train's give_up_minutes)
+DEFAULT_GIVE_UP_MINUTES = 6.0  # ... and one whose held-out accuracy has not reached 90% stops here (train's give_up_minutes)
 
 
 def default_store() -> Path:
@@ -141,7 +141,7 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
 
     ``workers > 1`` runs that many jobs at once in separate processes (one torch thread each),
     handing the next job to whichever worker is free. ``give_up_minutes``: a pair whose
-    accuracy has not reached its target by then stops (see ``train``). A pair that stops at a time limit
+    accuracy has not reached 90% by then stops (see ``train``). A pair that stops at a time limit
     rather than at its targets stops at a step count that depends on the machine's speed and
     load; a pair that reaches its targets (or stops at ``max_steps``) gets the same weights
     from the same seed wherever it runs.

@@ -10,8 +10,8 @@ known beyond behaviour). The run stops when held-out accuracy >= 99% and (plante
 variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
 >= 95%, for which it waits at most as many steps again: ``ZooLightningModule``), or at
 ``max_steps`` / ``max_minutes``, or at ``give_up_minutes`` if held-out accuracy has not reached
-its target by then (the time left is for runs whose planted variables lag behind their
-behaviour). The card (:mod:`zoo.training.card`, which also records how far the strict claim
+90% by then (the time left is for runs near their behaviour target or whose planted variables
+lag behind it; ``ZooLightningModule``). The card (:mod:`zoo.training.card`, which also records how far the strict claim
 holds and why the run stopped) goes into ``model.meta``.
 
 Determinism: the same seed gives the same weights on CPU (seeded init, seeded batches,
@@ -68,11 +68,12 @@ def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max
     """Train a ``arch`` model on ``task`` (see the module docstring); returns the model (eval mode).
 
     ``size`` overrides the planned config fields (``d_model=``, ``hidden_size=``, ``n_layers=``...).
-    ``lr``: AdamW's learning rate (None: the family's, ``LEARNING_RATE``); it and ``batch_size`` go into the card.
+    ``lr``: AdamW's learning rate (None: the family's, ``LEARNING_RATE``; lowered while held-out accuracy is
+    near its target, ``ZooLightningModule``); it and ``batch_size`` go into the card.
     ``num_threads``: torch's intra-op threads during training (1 by default: these models are
     tiny, and on a shared CPU more threads make every step many times slower); None leaves it.
     ``give_up_minutes``: stop at the first check past this time if held-out accuracy has not been
-    99% at any check yet (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
+    90% at any check yet (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
     """
     check_minutes(max_minutes=max_minutes, give_up_minutes=give_up_minutes)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
