@@ -11,7 +11,7 @@ import torch
 import tasks
 from zoo import store
 from zoo.training import alignment, lightning_module, strict, train
-from zoo.training.build import build, jobs, parse_shard, shard_jobs
+from zoo.training.build import build, jobs, largest_first, parse_shard, shard_jobs
 from zoo.training.cli import main as train_cli
 from zoo.training.train import build_model
 
@@ -354,9 +354,8 @@ def _scripted_module(**kwargs):
     model.ground_truth = alignment.ground_truth(plan, model)
     names = list(task.program.names)
     module = ZooLightningModule(model, task, planted=True, locations={n: [] for n in names}, lr=3e-3, eval_every=50, **kwargs)
-    module.log = lambda *a, **k: None
     broadcasts = []
-    trainer = SimpleNamespace(global_step=0, should_stop=False, broadcasts=broadcasts, optimizers=[SimpleNamespace(param_groups=[{"lr": 3e-3}])],
+    trainer = SimpleNamespace(global_step=0, should_stop=False, broadcasts=broadcasts, progress_bar_callback=None, optimizers=[SimpleNamespace(param_groups=[{"lr": 3e-3}])],
                               strategy=SimpleNamespace(broadcast=lambda obj, src=0: broadcasts.append(obj) or obj),
                               datamodule=SimpleNamespace(stream=SimpleNamespace(variables=names, weights=None)))
     module._trainer = trainer
@@ -512,6 +511,18 @@ def test_build_with_two_workers_equals_one(tmp_path):
     for name in ("shift-rnn-seed0", "parity-rnn-seed0"):  # the same seeded weights, whichever process trained them
         a, b = (store.load(tmp_path / r / "trained" / name) for r in ("one", "two"))
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_pool_of_workers_takes_the_largest_models_first():
+    grid = jobs(["shift", "sort", "parity", "dyck1"], ["transformer", "rnn", "ssm"])
+    order = largest_first(grid)
+    assert sorted(order) == sorted(grid)
+    size = {(t, a): sum(p.numel() for p in build_model(tasks.get(t), a, 0, alignment.plan(tasks.get(t), a)).parameters()) for _, t, a in grid}
+    pairs = list(dict.fromkeys((t, a) for _, t, a in order))
+    assert [size[p] for p in pairs] == sorted(size.values(), reverse=True)
+    for t, a in pairs:  # each pair's compiled job right before its trained one
+        i = order.index(("compiled", t, a))
+        assert order[i + 1] == ("trained", t, a)
 
 
 def test_train_cli_prints_the_card_and_saves(tmp_path, capsys):

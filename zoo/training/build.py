@@ -14,7 +14,8 @@ trained model that missed its targets is kept (its card says so) and retrained o
 ``retry_missed=True`` (say, with a larger ``max_minutes``).
 Sharding: ``shard=(i, n)`` (``0 <= i < n``) takes every n-th (task, family) pair of the fixed
 order, so an array job of n workers splits the grid with no overlap; ``workers=w`` runs w jobs
-at once on one machine (``zoo build --workers 2`` on a 2-core laptop). Pairs a compiler refuses are recorded
+at once on one machine (``zoo build --workers 2`` on a 2-core laptop), taking the largest
+models first. Pairs a compiler refuses are recorded
 as refused (the trained model is still trained: planting then uses the depth-rule alignment).
 """
 
@@ -55,6 +56,23 @@ def shard_jobs(job_list, shard: tuple[int, int]) -> list[tuple[str, str, str]]:
     pairs = list(dict.fromkeys((t, a) for _, t, a in job_list))
     mine = set(pairs[i::n])
     return [j for j in job_list if (j[1], j[2]) in mine]
+
+
+def largest_first(job_list) -> list[tuple[str, str, str]]:
+    """The order a pool of workers takes jobs in: the (task, family) pairs by their trained
+    model's planned parameter count, largest first, each pair's jobs in the fixed order.
+    Longest-processing-time first, with size as the guess at time: a long job that starts last
+    holds the whole build up (2 workers simulated on the seconds of the last default grid: the
+    fixed order ends at 61.7 minutes, this one at 60.3, the best order at 59.1)."""
+    from .alignment import plan
+    from .train import build_model
+
+    size = {}
+    for _, t, a in job_list:
+        if (t, a) not in size:
+            task = tasks_pkg.get(t)
+            size[t, a] = sum(p.numel() for p in build_model(task, a, 0, plan(task, a)).parameters())
+    return sorted(job_list, key=lambda job: -size[job[1], job[2]])  # stable: a pair's compiled job stays first
 
 
 def job_dir(root: Path, kind: str, task: str, arch: str, seed: int = 0) -> Path:
@@ -140,7 +158,8 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
     """Compile and train the grid into ``root`` (see the module docstring); returns this run's records.
 
     ``workers > 1`` runs that many jobs at once in separate processes (one torch thread each),
-    handing the next job to whichever worker is free. ``give_up_minutes``: a pair whose
+    handing the next job to whichever worker is free, the largest models first
+    (:func:`largest_first`). ``give_up_minutes``: a pair whose
     accuracy has not reached 90% by then stops (see ``train``). A pair that stops at a time limit
     rather than at its targets stops at a step count that depends on the machine's speed and
     load; a pair that reaches its targets (or stops at ``max_steps``) gets the same weights
@@ -175,7 +194,8 @@ def build(task_names=None, archs=None, *, root=None, shard=(0, 1), seed: int = 0
         return records
     import multiprocessing
 
+    order = largest_first(mine) if "trained" in kinds else mine
     with multiprocessing.get_context("spawn").Pool(int(workers), initializer=_one_thread) as pool:
-        for k, result in enumerate(pool.imap_unordered(_run_job_star, [(root, job, kwargs) for job in mine])):
+        for k, result in enumerate(pool.imap_unordered(_run_job_star, [(root, job, kwargs) for job in order])):
             done(k + 1, result)
     return records

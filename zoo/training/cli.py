@@ -30,7 +30,7 @@ def add_train_parser(sub) -> None:
     b.add_argument("--archs", nargs="+", default=None, choices=FAMILIES)
     b.add_argument("--store", default=None, help="store directory (default: $CIRCUIT_ZOO_STORE or ~/.cache/circuit-zoo)")
     b.add_argument("--shard", default=None, help="i/n: this worker's share of the grid (0 <= i < n)")
-    b.add_argument("--workers", type=int, default=1, help="jobs run at once on this machine (separate processes, one torch thread each)")
+    b.add_argument("--workers", type=int, default=1, help="jobs run at once on this machine (separate processes, one torch thread each; the largest models first)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-minutes", type=float, default=None, help="per trained model (default 12)")
     b.add_argument("--give-up-minutes", type=float, default=None, help="a trained model whose held-out accuracy has not reached 90%% stops here (default 6)")

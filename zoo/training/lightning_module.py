@@ -84,8 +84,9 @@ class ZooLightningModule(L.LightningModule):
             losses = planted_losses(self.model, batch, locations, strict, generator=self.generator, focus=self.focus)
         else:
             losses = {"loss": ce(self.model(batch["base"]), batch["targets"])}
-        for k, v in losses.items():
-            self.log(k, v.detach(), prog_bar=k in ("loss", "iit"), on_step=True, on_epoch=False, batch_size=batch["base"].shape[0])
+        if self.trainer.progress_bar_callback is not None:  # the bar's figures (train has no logger): 1 ms a step for nothing without it
+            for k, v in losses.items():
+                self.log(k, v.detach(), prog_bar=k in ("loss", "iit"), on_step=True, on_epoch=False, batch_size=batch["base"].shape[0])
         return losses["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -104,9 +105,10 @@ class ZooLightningModule(L.LightningModule):
             if self.planted and iia:  # spend the interventions on the variables that lag
                 stream = self.trainer.datamodule.stream
                 stream.weights = [LAG_FLOOR + max(0.0, 1.0 - self.last_iia.get(v, 0.5)) for v in stream.variables]
-            self.log("heldout_acc", acc, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
-            if iia:
-                self.log("min_iia", min(iia.values()), prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
+            if self.trainer.progress_bar_callback is not None:
+                self.log("heldout_acc", acc, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
+                if iia:
+                    self.log("min_iia", min(iia.values()), prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
             targets = card.reached(acc, iia) and len(iia) == len(self.locations)
             if self.planted and self.strict and acc >= card.ACCURACY_TARGET and (targets or (step // self.eval_every) % STRICT_EVERY == 0):
                 held = card.strict_accuracy(self.model, self.task, self.trainer.datamodule, self.strict_cols, n=self.eval_n)
