@@ -33,8 +33,7 @@ from zoo.training.build import DEFAULT_GIVE_UP_MINUTES, DEFAULT_MAX_MINUTES, bui
 
 def machine_speed(steps: int = 200) -> float:
     """Milliseconds per step of a fixed job on this machine (parity's planted transformer, seed 0,
-    one thread, no checks): grids measured on different runs compare through it, since the
-    same machine's speed varied by up to 1.26x between runs."""
+    one thread, no checks): grids measured on different runs compare through it."""
     start = time.perf_counter()
     zoo.train("parity", "transformer", max_steps=steps, eval_every=0)
     return (time.perf_counter() - start) * 1000 / steps
@@ -52,13 +51,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.tasks or list(tasks.names())
     root = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="zoo-train-bench-"))
-    speed = [machine_speed()]
-    print(f"machine speed: {speed[0]:.1f} ms per step of parity's transformer (a run's times scale with it)", flush=True)
+    before = machine_speed()
+    print(f"machine speed: {before:.1f} ms per step of parity's transformer (a run's times scale with it)", flush=True)
     start = time.perf_counter()
     build(names, args.archs, root=root, kinds=("trained",), seed=args.seed, workers=args.workers, max_minutes=args.max_minutes,
           give_up_minutes=args.give_up_minutes, progress=lambda line: print(line, flush=True))
     wall = time.perf_counter() - start
-    speed.append(machine_speed())
+    after = machine_speed()
     records = {}
     log = root / "build.jsonl"
     for line in (log.read_text().splitlines() if log.exists() else []):  # this run's and, resuming, earlier runs' records
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
     missed = [f"{t}/{a}" for (t, a), r in records.items() if not r["reached"]]
     print(f"\n{len(records)} pairs, {len(records) - len(missed)} reach both targets; median {statistics.median(seconds):.1f} s per pair (target <= 120 s); "
           f"sum {sum(seconds) / 60:.1f} min; this run's wall time with {args.workers} workers {wall / 60:.1f} min (target <= 60 min for the whole grid)")
-    print(f"machine speed: {speed[0]:.1f} ms per step of parity's transformer before the grid, {speed[1]:.1f} after")
+    print(f"machine speed: {before:.1f} ms per step of parity's transformer before the grid, {after:.1f} after")
     if missed:
         print(f"missed targets: {', '.join(missed)}")
     print(f"store: {root}")

@@ -31,10 +31,10 @@ checks, so deterministic.
 ``give_up_s``: at the first check past this many seconds of training, a run whose held-out
 accuracy has not reached ``GIVE_UP_BELOW`` at any check stops (it will not reach its targets:
 modular_addition's SSM and first_occurrence's RNN sit at 0.80-0.86 by 6 minutes); a run past it
-keeps going, up to the trainer's ``max_time``, for its last percents of behaviour (permutation's
-transformer is at 0.91-0.93 at 6 minutes and reaches its targets at 11.8), its planted variables and strict sites
-(``sort``'s SSM has accuracy 0.998 at 6 minutes and every IIA >= 0.95 at 9). The decision is
-rank 0's, broadcast, so every process stops at the same step.
+keeps going, up to the trainer's ``max_time``, for its last percents of behaviour
+(permutation's transformer is at 0.91-0.93 at 6 minutes and reaches its targets at 11.8), its
+planted variables and strict sites (``sort``'s SSM has accuracy 0.998 at 6 minutes and every
+IIA >= 0.95 at 9). The decision is rank 0's, broadcast, so every process stops at the same step.
 """
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ class ZooLightningModule(L.LightningModule):
         self.near_since: int | None = None  # the first check at which held-out accuracy reached ANNEAL_FROM
         self.stopped: str | None = None  # "targets" or "gave up" when this module ends the run
 
+    @property
+    def shows_bar(self) -> bool:
+        """Whether anything reads what ``self.log`` records: ``train`` has no logger, so only a
+        progress bar does (without one, Lightning's logging cost 1 ms a step for nothing)."""
+        return self.trainer.progress_bar_callback is not None
+
     def on_train_start(self):
         self.started = time.perf_counter()
 
@@ -84,7 +90,7 @@ class ZooLightningModule(L.LightningModule):
             losses = planted_losses(self.model, batch, locations, strict, generator=self.generator, focus=self.focus)
         else:
             losses = {"loss": ce(self.model(batch["base"]), batch["targets"])}
-        if self.trainer.progress_bar_callback is not None:  # the bar's figures (train has no logger): 1 ms a step for nothing without it
+        if self.shows_bar:
             for k, v in losses.items():
                 self.log(k, v.detach(), prog_bar=k in ("loss", "iit"), on_step=True, on_epoch=False, batch_size=batch["base"].shape[0])
         return losses["loss"]
@@ -105,7 +111,7 @@ class ZooLightningModule(L.LightningModule):
             if self.planted and iia:  # spend the interventions on the variables that lag
                 stream = self.trainer.datamodule.stream
                 stream.weights = [LAG_FLOOR + max(0.0, 1.0 - self.last_iia.get(v, 0.5)) for v in stream.variables]
-            if self.trainer.progress_bar_callback is not None:
+            if self.shows_bar:
                 self.log("heldout_acc", acc, prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
                 if iia:
                     self.log("min_iia", min(iia.values()), prog_bar=True, on_step=True, on_epoch=False, rank_zero_only=True)
