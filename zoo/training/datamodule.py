@@ -39,11 +39,11 @@ def make_batch(task: Task, n: int, seed: int, variables: list[str], weights=None
     rng = np.random.default_rng(seed)
     base = task.sample(n, seed=int(rng.integers(2**31))).tokens
     source = task.sample(n, seed=int(rng.integers(2**31))).tokens
-    targets = task.targets(base)
-    batch = {"base": base, "source": source, "targets": targets}
     if not variables:
-        return batch
+        return {"base": base, "source": source, "targets": task.targets(base)}
     vb, vs = task.run(base), task.run(source)
+    targets = task.to_classes(vb[task.output.name], task.readout_mask(base))  # task.targets(base), without running the program again
+    batch = {"base": base, "source": source, "targets": targets}
     L = base.shape[1]
     p = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
     which = rng.choice(len(variables), size=n, p=p)

@@ -5,6 +5,9 @@ and position j (drawn by :mod:`zoo.training.datamodule`); one run of s and three
 whole batch.
 
 - **behaviour** (weight 1): cross-entropy of the model's outputs on b against the program's.
+  (Taking it from the run of s instead, whose inputs are drawn as b's are, saves a run, 1.2x a
+  step, and took as many steps on average; but the seed-0 grid with it lost three pairs, as any
+  change of the trajectories puts the slowest pairs' time limits at stake.)
 - **IIT** (weight 1): each example patches V's aligned block (a site and coordinates of it) with
   the source's activation at j, and at every other position where V has the same value in b and
   s; the patched model must produce the program's *counterfactual* output on the positions that
