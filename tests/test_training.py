@@ -543,6 +543,16 @@ def test_ddp_on_two_cpu_processes():
     assert model.meta["card"]["stopped"] == "gave up"
 
 
+def test_a_time_limit_alone_sets_no_step_limit(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("zoo.training.train"), "DEFAULT_MAX_STEPS", 5)
+    tiny = dict(seed=0, batch_size=8, eval_every=0)
+    assert train("shift", "rnn", **tiny).meta["card"]["steps"] == 5  # no limit given: the default step limit
+    card = train("shift", "rnn", max_minutes=0.02, **tiny).meta["card"]
+    assert card["stopped"] == "max_minutes" and card["steps"] > 5  # a time limit alone: no step limit behind it
+
+
 def test_the_card_says_why_the_run_stopped():
     tiny = dict(seed=0, batch_size=8)
     card = train("shift", "rnn", max_steps=3, eval_every=0, **tiny).meta["card"]

@@ -37,7 +37,7 @@ from . import alignment, card, strict
 from .datamodule import TaskDataModule
 from .lightning_module import ZooLightningModule
 
-DEFAULT_MAX_STEPS = 20000
+DEFAULT_MAX_STEPS = 20000  # train's step limit when it is given neither max_steps nor max_minutes
 # AdamW's learning rate per family (train's lr=None). The transformer's is lower: at 3e-3 the
 # modular_addition transformer's accuracy kept oscillating between 0.90 and 0.98 for 12 minutes
 # (its MLP decodes a sum mod 5 from a mean and the position); at 2e-3 it reaches every target in
@@ -74,6 +74,8 @@ def train(task: Task | str, arch: str, *, plant: bool = True, seed: int = 0, max
     tiny, and on a shared CPU more threads make every step many times slower); None leaves it.
     ``give_up_minutes``: stop at the first check past this time if held-out accuracy has not been
     90% at any check yet (``zoo build`` gives 6 minutes to learn the behaviour, 12 in all).
+    ``max_steps=None``: no step limit when ``max_minutes`` is given (so that ``zoo build``'s 12
+    minutes are 12 minutes on any machine), ``DEFAULT_MAX_STEPS`` when neither is.
     """
     check_minutes(max_minutes=max_minutes, give_up_minutes=give_up_minutes)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -111,6 +113,8 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, carriers={n: len(v) - 1 for n, v in locations.items()})
     module = ZooLightningModule(model, task, planted=plant, locations=locations, strict=patched, lr=lr, eval_every=eval_every, seed=seed,
                                 give_up_s=float(give_up_minutes) * 60 if give_up_minutes is not None else None)
+    # a time limit alone is the only limit: a step limit would cut it short on a fast machine
+    steps = max_steps if max_steps is not None else (-1 if max_minutes is not None else DEFAULT_MAX_STEPS)
     kwargs = {}
     if max_minutes is not None:
         kwargs["max_time"] = {"seconds": float(max_minutes) * 60}
@@ -118,7 +122,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-        max_steps=max_steps if max_steps is not None else DEFAULT_MAX_STEPS, max_epochs=None,
+        max_steps=steps, max_epochs=-1 if steps == -1 else None,
         logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress_bar,
         deterministic=True, log_every_n_steps=10, num_sanity_val_steps=0, gradient_clip_val=GRADIENT_CLIP, **kwargs,
     )
@@ -131,7 +135,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     held = card.strict_accuracy(model, task, data, module.strict_cols) if plant else {}
     seconds = time.perf_counter() - start
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
-    stopped = module.stopped or ("max_steps" if trainer.global_step >= trainer.max_steps else "max_minutes")
+    stopped = module.stopped or ("max_steps" if 0 <= trainer.max_steps <= trainer.global_step else "max_minutes")
     model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant, strict=held,
                                         stopped=stopped, iia_changed=changed, optimiser={"lr": lr, "batch_size": int(batch_size)})
     return model
