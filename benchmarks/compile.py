@@ -38,7 +38,7 @@ def main(argv=None) -> int:
                 continue
             best = min(times)
             slowest = max(slowest, best)
-            params = sum(p.numel() for p in model.parameters())
+            params = model.num_parameters()
             print(f"{name:<18} {family:<12} {task.max_len:>3} {params:>10,} {best * 1000:>8.1f} {TRACR_SECONDS / best:>19.0f}x")
     print(f"slowest compile: {slowest * 1000:.1f} ms = {TRACR_SECONDS / slowest:.0f}x faster than Tracr's fastest (target 20x)")
     return 0 if TRACR_SECONDS / slowest >= 20 else 1

@@ -2,7 +2,7 @@
 (planted, two jobs at once on a 2-core machine), then a table per pair (held-out accuracy, min
 IIA, min IIA on the outputs the interventions change, params, steps, seconds), the median
 seconds per pair and the wall time of the whole grid, and the machine's speed before and after it
-(ms per step of a fixed job: the same machine ran up to 1.26x slower on one run than on another).
+(ms per step of a fixed job: the same machine ran up to 1.39x slower on one run than on another).
 
     python -m benchmarks.training [--tasks shift count] [--archs rnn ssm] [--workers 2]
                                   [--max-minutes 12] [--give-up-minutes 6] [--store DIR] [--seed 0]

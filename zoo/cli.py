@@ -41,7 +41,7 @@ def cmd_compile(args) -> None:
     start = time.perf_counter()
     model = zoo.compile(task, args.arch, max_len=args.max_len, seed=args.seed)
     seconds = time.perf_counter() - start
-    params = sum(p.numel() for p in model.parameters())
+    params = model.num_parameters()
     print(f"{args.arch} for {task.name} (max_len {model.max_len}): {params:,} parameters, compiled in {seconds * 1000:.1f} ms")
     print("\nsites:")
     for s in model.sites:

@@ -133,6 +133,9 @@ class ZooModel(nn.Module):
 
         return save(self, directory)
 
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
     def predict(self, tokens: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self(tokens).argmax(-1)

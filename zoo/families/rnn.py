@@ -181,9 +181,6 @@ class RNN(ZooModel):
                     getattr(rnn, f"{name}_l{k}").copy_(p)
         return rnn.to(self.readout.weight.dtype)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def init_weights(model: RNN, seed: int) -> RNN:
     """Dense random init (torch.nn.RNN's uniform(-1/sqrt(H), 1/sqrt(H)); normal embedding)."""

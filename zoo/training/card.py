@@ -113,7 +113,7 @@ def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, st
         "reached": bool(reached(acc, iia)),
         "strict": {k: float(v) for k, v in (strict or {}).items()},  # strict_accuracy: trained toward STRICT_TARGET, not part of "reached"
         "min_strict": float(min(strict.values())) if strict else None,
-        "params": int(sum(p.numel() for p in model.parameters())),
+        "params": model.num_parameters(),
     }
 
 
