@@ -50,6 +50,16 @@ def test_the_learning_rate_is_the_familys_unless_given_and_goes_into_the_card():
     assert other.meta["card"]["optimiser"]["lr"] == LEARNING_RATE["transformer"] / 2
 
 
+def test_a_pair_with_its_own_learning_rate_trains_at_it():
+    from zoo.training.train import LEARNING_RATE, PAIR_LEARNING_RATE, default_lr
+
+    (task, arch), lr = next(iter(PAIR_LEARNING_RATE.items()))
+    assert lr != LEARNING_RATE[arch] and default_lr(task, arch) == lr
+    assert all(default_lr(t, arch) == LEARNING_RATE[arch] for t in tasks.names() if (t, arch) not in PAIR_LEARNING_RATE)
+    model = train(task, arch, seed=0, max_steps=1, eval_every=0, batch_size=8)
+    assert model.meta["card"]["optimiser"]["lr"] == lr
+
+
 def test_variable_draws_follow_the_weights_and_the_seed():
     from zoo.training.datamodule import make_batch
 

@@ -17,7 +17,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--give-up-minutes", type=float, default=None, help="stop here if held-out accuracy has not reached 90%% yet")
     p.add_argument("--max-steps", type=int, default=None, help="default: none with --max-minutes, else zoo.training.train.DEFAULT_MAX_STEPS")
-    p.add_argument("--lr", type=float, default=None, help="AdamW's learning rate (default: the family's, zoo.training.train.LEARNING_RATE)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW's learning rate (default: zoo.training.train.default_lr, the family's unless the pair has its own)")
     p.add_argument("--no-plant", action="store_true", help="train on behaviour only (no ground truth beyond behaviour)")
     p.add_argument("--devices", default="1", help="Lightning devices (an int, or 'auto')")
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
