@@ -215,12 +215,34 @@ def test_silent_rnn_units_start_at_zero_and_get_no_gradient():
 
 def test_streams_hold_a_map_of_the_token_in_their_embedding():
     task = tasks.get("modular_addition")  # digit = Map(tokens), total = Sum(digit), sum_mod = Map(total)
-    for family in ("transformer", "ssm"):  # the embedding computes digit: no layer is spent on it
+    for family in ("transformer", "ssm"):  # the embedding computes digit: layer 0 sums it
         plan = alignment.plan(task, family)
-        assert plan.blocks["digit"][0] == "L0.resid" and plan.blocks["sum_mod"][0] == "L1.resid"
-        assert plan.config["n_layers"] == 1
+        assert plan.blocks["digit"][0] == "L0.resid" and plan.blocks["total"][0] in ("L0.resid_mid", "L0.mixer")
     plan = alignment.plan(task, "rnn")  # the RNN keeps its compiled layout: layer 0 computes the Map
     assert plan.blocks["digit"][0] == "L0.hidden" and plan.config["num_layers"] == 3
+
+
+def test_a_sawtooth_of_a_count_is_decoded_by_two_mlps_when_it_has_many_pieces():
+    program = {t: tasks.get(t).program for t in ("parity", "modular_addition", "majority")}
+    for name, mod in (("parity", 2), ("modular_addition", 5)):  # a count mod k changes at every step of the count
+        v = program[name].output
+        assert alignment.sawtooth_pieces(v) == v.inputs[0].value_set.size - 1 and v.table[mod] == v.table[0]
+    assert alignment.sawtooth_pieces(program["majority"].output) == 0  # a threshold is monotone: not a sawtooth
+    for task_name, family, two in (("parity", "ssm", True), ("modular_addition", "ssm", True), ("modular_addition", "transformer", True),
+                                   ("parity", "transformer", False), ("majority", "ssm", False)):
+        task = tasks.get(task_name)
+        pieces = max(alignment.sawtooth_pieces(v) for v in task.program)
+        assert two == (pieces > alignment.TWO_MLP_PIECES[family]), (task_name, family)
+        plan = alignment.plan(task, family)
+        model = build_model(task, family, 0, plan)
+        out, count = task.program.output.name, task.program.output.inputs[0].name
+        mlps = [c for c in strict.writers(plan, model)[out]]
+        assert all(model.site(c).kind == "mlp" for c in mlps) and len(mlps) == (2 if two else 1), (task_name, family, mlps)
+        layer = int(plan.blocks[count][0].split(".")[0][1:])
+        assert plan.blocks[out][0] == f"L{layer + (2 if two else 1)}.resid" and plan.config["n_layers"] == layer + (2 if two else 1)
+        if two:  # the sequence mixer between the two MLPs computes nothing: the strict term patches it whole
+            for mixer in (s.name for s in model.site_list() if s.layer == layer + 1 and s.kind in ("mixer", "head")):
+                assert strict.free_basis(plan, model, mixer).shape[0] == model.site(mixer).width, mixer
 
 
 def test_iit_batches_mix_interventions_no_ops_whole_sequences_and_carriers():
