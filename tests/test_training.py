@@ -236,13 +236,13 @@ def test_a_sawtooth_of_a_count_is_decoded_by_two_mlps_when_it_has_many_pieces():
         plan = alignment.plan(task, family)
         model = build_model(task, family, 0, plan)
         out, count = task.program.output.name, task.program.output.inputs[0].name
-        mlps = [c for c in strict.writers(plan, model)[out]]
+        mlps = strict.writers(plan, model)[out]
         assert all(model.site(c).kind == "mlp" for c in mlps) and len(mlps) == (2 if two else 1), (task_name, family, mlps)
         layer = int(plan.blocks[count][0].split(".")[0][1:])
         assert plan.blocks[out][0] == f"L{layer + (2 if two else 1)}.resid" and plan.config["n_layers"] == layer + (2 if two else 1)
         if two:  # the sequence mixer between the two MLPs computes nothing: the strict term patches it whole
-            for mixer in (s.name for s in model.site_list() if s.layer == layer + 1 and s.kind in ("mixer", "head")):
-                assert strict.free_basis(plan, model, mixer).shape[0] == model.site(mixer).width, mixer
+            mixers = [s.name for s in model.site_list() if s.layer == layer + 1 and s.kind in ("mixer", "head")]
+            assert mixers and all(strict.free_basis(plan, model, m).shape[0] == model.site(m).width for m in mixers), mixers
 
 
 def test_iit_batches_mix_interventions_no_ops_whole_sequences_and_carriers():
