@@ -200,15 +200,15 @@ def sawtooth_pieces(v) -> int:
     return 0 if (steps >= 0).all() or (steps <= 0).all() else int((steps != 0).sum())
 
 
-def _decode_in_two_mlps(task: Task, arch: str, dims: dict) -> tuple[dict, int]:
-    """The stream layout with every sawtooth Map that nothing reads and that has more than
-    ``TWO_MLP_PIECES[arch]`` pieces a layer higher; and the number of layers that needs."""
+def _decode_in_two_mlps(task: Task, arch: str, dims: dict, readers: dict) -> tuple[dict, int]:
+    """The stream layout with every sawtooth Map that nothing reads (``readers``) and that has
+    more than ``TWO_MLP_PIECES[arch]`` pieces a layer higher; and the number of layers that needs."""
     out, layers = dict(dims), 0
     for v in task.program:
-        if sawtooth_pieces(v) > TWO_MLP_PIECES[arch] and not any(v in w.inputs for w in task.program):
+        if sawtooth_pieces(v) > TWO_MLP_PIECES[arch] and not readers[v.name]:
             site, dim = dims[v.name]
-            out[v.name] = (f"L{_layer_of(site) + 1}.resid", dim)
-            layers = max(layers, _layer_of(site) + 1)
+            layer = _layer_of(site) + 1
+            out[v.name], layers = (f"L{layer}.resid", dim), max(layers, layer)
     return out, layers
 
 
@@ -218,6 +218,7 @@ def plan(task: Task, arch: str, **size) -> Plan:
     ``size`` overrides any config field (``d_model=``, ``hidden_size=``, ``n_layers=``...).
     """
     model = _compiled(task, arch)
+    readers = {v.name: tuple(w.name for w in task.program if any(u.name == v.name for u in w.inputs)) for v in task.program}
     dims: dict[str, tuple[str, int]] = {}
     for v in task.program:
         if model is not None and v.name in model.ground_truth.variables:
@@ -266,7 +267,7 @@ def plan(task: Task, arch: str, **size) -> Plan:
         dims = _shift_down(task, dims)
         n_layers -= 1
     if arch != "rnn":
-        dims, layers = _decode_in_two_mlps(task, arch, dims)
+        dims, layers = _decode_in_two_mlps(task, arch, dims, readers)
         n_layers = max(n_layers, layers)
 
     blocks: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -313,7 +314,6 @@ def plan(task: Task, arch: str, **size) -> Plan:
             pos = bool(model.config.pos_embed) if model is not None else any(v.op == "indices" for v in task.program)
             config = dict(n_layers=n_layers, d_model=d_model, d_inner=d_model, d_state=4, d_conv=4, d_mlp=d_mlp, pos_embed=pos)
     config.update(size)
-    readers = {v.name: tuple(w.name for w in task.program if any(u.name == v.name for u in w.inputs)) for v in task.program}
     inputs = _inputs(task)
     per_position = frozenset(v.name for v in task.program if v.op in ("Map", "Sum"))
     derived = {v.name: tuple(w.name for w in task.program if _is_token_map(w) and dims[w.name][0] == dims[v.name][0] and v in w.inputs)
