@@ -194,10 +194,18 @@ def test_rnn_relays_carry_a_variable_to_a_reader_layers_above_and_are_never_patc
         assert len(idx) == len(plan.blocks[v][1])
         assert not set(idx) & set(np.flatnonzero(strict.free_basis(plan, model, site).sum(0)))
     assert {(v, site) for v, site, _ in strict.carriers(plan, model)} == set(plan.relays)
-    # first_occurrence: its lookup's memory slots live in layer 1, between the inputs and the gates
+    # first_occurrence: its lookup's memory slots live in layer 1, between the inputs and the gates,
+    # and layer 0 (indices, the token's relay) feeds them: both dense and not strict-patched
     plan = alignment.plan(tasks.get("first_occurrence"), "rnn")
     model = build_model(tasks.get("first_occurrence"), "rnn", 0, plan)
-    assert "L1.hidden" not in strict.strict_sites(plan, model) and "L1.hidden" not in alignment.silent_units(plan)
+    assert alignment.scratch_layers(plan) == {0, 1} and plan.blocks["indices"][0] == "L0.hidden"
+    for site in ("L0.hidden", "L1.hidden"):
+        assert site not in strict.strict_sites(plan, model) and site not in alignment.silent_units(plan)
+    assert "L2.hidden" in alignment.silent_units(plan) and "L2.hidden" in strict.strict_sites(plan, model)
+    # layer 0's blocks still hold their variables: IIT patches the relay, the ground truth locates indices there
+    assert {(v, site) for v, site, _ in strict.carriers(plan, model)} == {("tokens", "L0.hidden")}
+    truth = alignment.ground_truth(plan, model)
+    assert truth.variables["indices"].site == "L0.hidden" and "L0.hidden" not in truth.site_variables
 
 
 def test_silent_rnn_units_start_at_zero_and_get_no_gradient():

@@ -15,7 +15,7 @@ which coordinates nothing of the algorithm may depend on:
   digits in layer 0's mixer instead of summing the ``digit`` block in layer 1).
 - **an RNN layer** (or its embedding): the units no block or relay of that layer uses, and the
   blocks of variables nothing above reads (the token's own block once a Map of it sits beside it
-  in the embedding); nothing in a layer that holds a lookup's memory slots
+  in the embedding); nothing in a layer that holds a lookup's memory slots or feeds them
   (:func:`zoo.training.alignment.scratch_layers`).
 
 A variable computed over several stages in turn (a ``Scan`` over two layers, a count decoded by
@@ -109,7 +109,8 @@ def free_basis(p: Plan, model, site: str) -> np.ndarray:
       span with other components. A component that computes nothing is patched whole, so no
       layer computes a variable before (or besides) the place the alignment gives it;
     - an RNN layer or its embedding: every unit but the blocks of its variables that a higher
-      layer reads (or the output) and its relays; nothing in a scratch layer.
+      layer reads (or the output) and its relays; nothing in a scratch layer (a lookup's memory
+      slots and the layer feeding them).
 
     Empty ``[0, width]`` when nothing is patched.
     """

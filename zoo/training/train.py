@@ -3,8 +3,8 @@
 The model is the family's own class (``zoo.families``) with its dense random init
 (``from_config(config, seed)``), sized by :func:`zoo.training.alignment.plan` from the compiled
 model (its number of layers; widths from the planted blocks plus free room). Planted training
-starts from the same init except that an RNN's units no block uses start silent
-(``alignment.silence``); it adds IIT and strict SIIT (:mod:`zoo.training.iit`), and the
+starts from the same init except that an RNN's units no block uses start silent outside a
+lookup's layers (``alignment.silence``); it adds IIT and strict SIIT (:mod:`zoo.training.iit`), and the
 alignment becomes ``ground_truth``; unplanted training has ``ground_truth = None`` (nothing
 known beyond behaviour). The run stops when held-out accuracy >= 99% and (planted) every
 variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
