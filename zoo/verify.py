@@ -40,7 +40,8 @@ def accuracy(model: ZooModel, task: Task, tokens) -> float:
 
 def patched_predictions(model: ZooModel, location: Location, base, source, position) -> np.ndarray:
     """The base run's argmax with ``location`` at ``position`` (per example) taken from the source run."""
-    src = model.run(torch.as_tensor(source), cache=[location.site]).cache[location.site]
+    with torch.no_grad():
+        src = model.run(torch.as_tensor(source), cache=[location.site]).cache[location.site]
     fn = patch(src, positions=torch.as_tensor(np.asarray(position) + location.lag), basis=location.tensor())
     return predictions(model, base, interventions={location.site: fn})
 

@@ -75,7 +75,8 @@ def strict_accuracy(model, task: Task, data, masks: dict, n: int = 512) -> dict[
     base, source = data.heldout(n), data.heldout_sources(n)
     targets = task.targets(base)
     keep = targets != IGNORE
-    cache = model.run(torch.as_tensor(source), cache=sorted(masks)).cache
+    with torch.no_grad():
+        cache = model.run(torch.as_tensor(source), cache=sorted(masks)).cache
     out = {}
     for site, cols in masks.items():
         basis = torch.eye(len(cols))[torch.as_tensor(cols, dtype=torch.bool)]
