@@ -339,8 +339,9 @@ def ground_truth(p: Plan, model) -> GroundTruth:
     there (``Plan.derived``): patching the token patches what the embedding derives from it.
     ``site_variables``: at a stream site, every variable written at or before it (each keeps its
     own block downstream); at a unit site, the variables of that layer; not at a site holding
-    more than variables (scratch work inside a span, an RNN layer's relays or memory slots). ``components``: the site
-    each variable is read at; ``circuit``: the sites holding variables.
+    more than variables (scratch work inside a span, an RNN layer's relays, a lookup's memory slots
+    and the layer feeding them). ``components``: the site each variable is read at; ``circuit``:
+    the sites holding variables.
     """
     widths = {s.name: s.width for s in model.site_list()}
     variables = {}
@@ -354,7 +355,7 @@ def ground_truth(p: Plan, model) -> GroundTruth:
     site_variables: dict[str, tuple[str, ...]] = {}
     order = [s.name for s in model.site_list()]
     inner = {s for _, lo, hi in spans(p, model) for s in order[lo + 1 : hi]}  # scratch work: not variables
-    inner |= {site for _, site in p.relays} | {f"L{k}.hidden" for k in scratch_layers(p)}  # copies, memory slots
+    inner |= {site for _, site in p.relays} | {f"L{k}.hidden" for k in scratch_layers(p)}  # copies, a lookup's layers
     for s in model.site_list():
         if s.name in inner:
             continue
