@@ -33,9 +33,9 @@ accuracy has not reached ``GIVE_UP_BELOW`` at any check stops (it will not reach
 first_occurrence's RNN sat at 0.85 by 6 minutes with the layer feeding its lookup kept silent,
 as modular_addition's SSM did with one MLP decoding its sum); a run past it keeps going, up to
 the trainer's ``max_time``, for its last percents of behaviour (permutation's transformer is at
-0.91-0.93 at 6 minutes and reaches its targets at 11.8), its planted variables and strict sites (``sort``'s SSM is at 0.98 accuracy at
-5 to 7 minutes and reaches every target after 8). The decision is rank 0's, broadcast, so every process
-stops at the same step.
+0.91-0.93 at 6 minutes and reaches its targets at 11.8), its planted variables and strict sites
+(``sort``'s SSM is at 0.98 accuracy at 5 to 7 minutes and reaches every target after 8). The
+decision is rank 0's, broadcast, so every process stops at the same step.
 """
 
 from __future__ import annotations
