@@ -146,18 +146,16 @@ def _inputs(task: Task) -> dict[str, tuple[str, ...]]:
     return {v.name: tuple(u.name for u in v.inputs) for v in task.program}
 
 
-def _relays(task: Task, blocks: dict, n_layers: int) -> dict:
+def _relays(readers: dict[str, tuple[str, ...]], sites: dict[str, str], memory: set[int]) -> dict:
     """(variable, site) for every RNN layer that must carry a variable up to a reader more than
-    one layer above it (an RNN layer reads only the layer below), except scratch layers."""
-    sites = {name: site for name, (site, _) in blocks.items()}
-    scratch = _scratch_layers(_inputs(task), sites)
+    one layer above it (an RNN layer reads only the layer below), except a lookup's memory layers
+    (``memory``). ``readers``: variable -> the variables that read it; ``sites``: variable -> its site."""
     out = {}
-    for v in task.program:
-        for w in task.program:
-            if v in w.inputs:
-                for k in range(_rnn_layer(sites[v.name]) + 1, _rnn_layer(sites[w.name])):
-                    if k not in scratch:
-                        out[(v.name, f"L{k}.hidden")] = ()
+    for name, reads in readers.items():
+        for r in reads:
+            for k in range(_rnn_layer(sites[name]) + 1, _rnn_layer(sites[r])):
+                if k not in memory:
+                    out[(name, f"L{k}.hidden")] = ()
     return out
 
 
@@ -219,6 +217,7 @@ def plan(task: Task, arch: str, **size) -> Plan:
     ``size`` overrides any config field (``d_model=``, ``hidden_size=``, ``n_layers=``...).
     """
     model = _compiled(task, arch)
+    inputs = _inputs(task)
     readers = {v.name: tuple(w.name for w in task.program if any(u.name == v.name for u in w.inputs)) for v in task.program}
     dims: dict[str, tuple[str, int]] = {}
     for v in task.program:
@@ -279,7 +278,9 @@ def plan(task: Task, arch: str, **size) -> Plan:
             start = used.get(site, 0)
             blocks[name] = (site, tuple(range(start, start + dim)))
             used[site] = start + dim
-        relays = _relays(task, blocks, n_layers)
+        sites = {n: s for n, (s, _) in blocks.items()}
+        memory = _scratch_layers(inputs, sites)
+        relays = _relays(readers, sites, memory)
         for (name, site) in relays:
             width = len(blocks[name][1])
             start = used.get(site, 0)
@@ -288,8 +289,7 @@ def plan(task: Task, arch: str, **size) -> Plan:
         widest = max([w for s, w in used.items() if s != "embed"] + [8])
         # a layer holding a lookup's memory slots (scratch) needs room for them; elsewhere the
         # units beyond a layer's blocks are kept silent (see silent_units), so a few spare suffice
-        scratch = _scratch_layers(_inputs(task), {n: s for n, (s, _) in blocks.items()})
-        hidden = widest + max(16, widest // 2) if scratch else widest + RNN_ROOM
+        hidden = widest + max(16, widest // 2) if memory else widest + RNN_ROOM
         config = dict(num_layers=n_layers, hidden_size=max(32, hidden), embed_dim=max(len(task.vocab), used.get("embed", 0)))
     else:
         total = 0
@@ -315,7 +315,6 @@ def plan(task: Task, arch: str, **size) -> Plan:
             pos = bool(model.config.pos_embed) if model is not None else any(v.op == "indices" for v in task.program)
             config = dict(n_layers=n_layers, d_model=d_model, d_inner=d_model, d_state=4, d_conv=4, d_mlp=d_mlp, pos_embed=pos)
     config.update(size)
-    inputs = _inputs(task)
     per_position = frozenset(v.name for v in task.program if v.op in ("Map", "Sum"))
     derived = {v.name: tuple(w.name for w in task.program if _is_token_map(w) and dims[w.name][0] == dims[v.name][0] and v in w.inputs)
                for v in task.program if v.op == "tokens"}
