@@ -208,15 +208,20 @@ def test_rnn_relays_carry_a_variable_to_a_reader_layers_above_and_are_never_patc
     assert truth.variables["indices"].site == "L0.hidden" and "L0.hidden" not in truth.site_variables
 
 
-def test_silent_rnn_units_start_at_zero_and_get_no_gradient():
+def test_silent_rnn_units_output_zero_and_get_no_gradient():
     model = train("sort", "rnn", seed=0, max_steps=3, eval_every=0, batch_size=8)
     plan = alignment.plan(tasks.get("sort"), "rnn")
     silent = alignment.silent_units(plan)
     assert silent and all(len(units) for units in silent.values())
+    tokens = torch.as_tensor(tasks.get("sort").sample(64, seed=5).tokens)
+    cache = model.run(tokens, cache=list(silent)).cache
     for site, units in silent.items():
         k = int(site[1:].split(".")[0])
-        for p in model.layer_params(k):
-            assert torch.equal(p[units], torch.zeros_like(p[units])), site  # still zero after training steps
+        w_ih, w_hh, b_ih, b_hh = model.layer_params(k)
+        for p in (w_ih, w_hh, b_hh):  # still as silence set them after training steps
+            assert torch.equal(p[units], torch.zeros_like(p[units])), site
+        assert torch.equal(b_ih[units], torch.full_like(b_ih[units], alignment.SILENT_BIAS)) and alignment.SILENT_BIAS < 0
+        assert not cache[site][..., units].any(), site
         used = {i for s, idx in plan.blocks.values() if s == site for i in idx} | {i for (_, s), idx in plan.relays.items() if s == site for i in idx}
         assert not used & set(units)
 

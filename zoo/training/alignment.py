@@ -64,6 +64,7 @@ RNN_MAP_UNITS = 16  # at most this many units (or one per value) for a Map with 
 RNN_ROOM = 4  # live units beyond the blocks and relays in an RNN layer that holds no scratch work
 # a stream family decodes a sawtooth of a count with more pieces than this in two MLPs (see
 # sawtooth_pieces and the module docstring): the SSM every one, the transformer above parity's 16
+SILENT_BIAS = -1.0  # the bias of an RNN's silent units (see silent_units)
 TWO_MLP_PIECES = {"transformer": 16, "ssm": 1}
 
 
@@ -392,8 +393,9 @@ def silent_units(p: Plan) -> dict[str, list[int]]:
     be free capacity in which the layer can compute what the alignment puts higher up (``sort``
     counts its tokens in layer 0 instead of counting the ``le_k`` Maps in layer 3), and the
     strict term fights it slowly. So the units beyond the layer's blocks, relays and a few spare
-    ones start with zero input weights and bias: a ReLU at 0 gets no gradient and stays silent.
-    Scratch layers (a lookup's memory slots and the layer feeding them) stay dense."""
+    ones start with zero input weights and a negative bias (``SILENT_BIAS``): the ReLU sits below
+    its threshold, outputs 0, gets no gradient on any device and stays silent. (At a bias of 0 the
+    CPU's ReLU passed no gradient but cuDNN's did: on a GPU the units woke up.) Scratch layers (a lookup's memory slots and the layer feeding them) stay dense."""
     if p.family != "rnn":
         return {}
     width = p.config["hidden_size"]
@@ -412,11 +414,13 @@ def silent_units(p: Plan) -> dict[str, list[int]]:
 
 
 def silence(p: Plan, model) -> None:
-    """Zero the input weights and biases of :func:`silent_units` in a freshly built model."""
+    """Zero the input weights of :func:`silent_units` in a freshly built model and hold them below
+    the ReLU's threshold (bias ``SILENT_BIAS``)."""
     import torch
 
     with torch.no_grad():
         for site, units in silent_units(p).items():
             k = _layer_of(site)
-            for name in (f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_ih_l{k}", f"bias_hh_l{k}"):
+            for name in (f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_hh_l{k}"):
                 getattr(model, name)[units] = 0.0
+            getattr(model, f"bias_ih_l{k}")[units] = SILENT_BIAS

@@ -115,7 +115,7 @@ def strict_masks(strict: dict, shape, generator=None, focus=()) -> dict:
         if name in focus:
             rows = rows | (alone & (which == focus.index(name)))
         if bool(rows.any()):
-            out[name] = rows.float()[:, None, None] * strict[name].float().expand(*shape, -1)
+            out[name] = rows.float().to(strict[name].device)[:, None, None] * strict[name].float().expand(*shape, -1)
     return out
 
 
