@@ -60,6 +60,16 @@ def test_a_pair_with_its_own_learning_rate_trains_at_it():
     assert model.meta["card"]["optimiser"]["lr"] == lr
 
 
+def test_a_pair_with_its_own_config_trains_with_it_unless_the_caller_sizes_it():
+    (task, arch), fields = next(iter(alignment.PAIR_CONFIG.items()))
+    rule = {k: v for t in tasks.names() if (t, arch) not in alignment.PAIR_CONFIG for k, v in alignment.plan(tasks.get(t), arch).config.items() if k in fields}
+    assert rule and all(rule[k] != v for k, v in fields.items())  # the rule gives every other task in the family another value
+    assert all(alignment.plan(tasks.get(task), arch).config[k] == v for k, v in fields.items())
+    assert all(alignment.plan(tasks.get(task), arch, **rule).config[k] == rule[k] for k in fields)
+    model = train(task, arch, seed=0, max_steps=1, eval_every=0, batch_size=8)
+    assert all(model.meta["card"]["config"][k] == v for k, v in fields.items())
+
+
 def test_variable_draws_follow_the_weights_and_the_seed():
     from zoo.training.datamodule import make_batch
 
