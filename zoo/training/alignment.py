@@ -69,7 +69,7 @@ SILENT_BIAS = -1.0  # the bias of an RNN's silent units (see silent_units)
 TWO_MLP_PIECES = {"transformer": 16, "ssm": 1}
 # config fields of the (task, family) pairs that train with another config than the plan's rule.
 # Permutation's transformer is pre-LN: its S3 products, composed in parallel by two layers, reach
-# 0.99 accuracy and every target at step 6,050 (264 s) with LayerNorm, and at step 12,900 (about
+# 0.99 accuracy and every target at step 6,050 (264-304 s) with LayerNorm, and at step 12,900 (about
 # 12 minutes, zoo build's limit) without. LayerNorm for every transformer lost modular addition
 # (0.73 at 6 minutes, 1,800 steps without) and left reverse's strict sites at 0.64 (LayerNorm
 # makes every coordinate of the stream count in every reader's scale, the free ones too).
@@ -403,8 +403,9 @@ def silent_units(p: Plan) -> dict[str, list[int]]:
     counts its tokens in layer 0 instead of counting the ``le_k`` Maps in layer 3), and the
     strict term fights it slowly. So the units beyond the layer's blocks, relays and a few spare
     ones start with zero input weights and a negative bias (``SILENT_BIAS``): the ReLU sits below
-    its threshold, outputs 0, gets no gradient on any device and stays silent. (At a bias of 0 the
-    CPU's ReLU passed no gradient but cuDNN's did: on a GPU the units woke up.) Scratch layers (a lookup's memory slots and the layer feeding them) stay dense."""
+    its threshold, outputs 0, gets no gradient on any device and stays silent (at a bias of 0 the
+    CPU's ReLU passed no gradient but cuDNN's did: on a GPU the units woke up). Scratch layers (a
+    lookup's memory slots and the layer feeding them) stay dense."""
     if p.family != "rnn":
         return {}
     width = p.config["hidden_size"]

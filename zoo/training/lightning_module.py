@@ -24,18 +24,18 @@ still has not reached its target at any check, AdamW's learning rate is ``ANNEAL
 the run's until it does: the last percents of a behaviour that hovers are learnt at a lower
 rate, and the full rate returns for the planted variables once the behaviour is learnt. A run
 that goes from 0.95 to 0.99 within ``ANNEAL_AFTER`` steps is untouched. At 2e-3 throughout,
-permutation's transformer without LayerNorm (see ``alignment.PAIR_CONFIG``) hovers between 0.96 and 0.99 for ten minutes and reaches its targets
-at step 19,750; with the drop, at step 12,900 (in ``zoo build``'s 12 minutes). Decided at the
-checks, so deterministic.
+permutation's transformer without LayerNorm (see ``alignment.PAIR_CONFIG``) hovers between 0.96
+and 0.99 for ten minutes and reaches its targets at step 19,750; with the drop, at step 12,900
+(in ``zoo build``'s 12 minutes). Decided at the checks, so deterministic.
 
 ``give_up_s``: at the first check past this many seconds of training, a run whose held-out
 accuracy has not reached ``GIVE_UP_BELOW`` at any check stops (it will not reach its targets:
 first_occurrence's RNN sat at 0.85 by 6 minutes with the layer feeding its lookup kept silent,
 as modular_addition's SSM did with one MLP decoding its sum); a run past it keeps going, up to
 the trainer's ``max_time``, for its last percents of behaviour (permutation's transformer without
-LayerNorm is at 0.91-0.93 at 6 minutes and reaches its targets at 11.8), its planted variables and strict sites
-(``sort``'s SSM is at 0.98 accuracy at 5 to 7 minutes and reaches every target after 8). The
-decision is rank 0's, broadcast, so every process stops at the same step.
+LayerNorm is at 0.91-0.93 at 6 minutes and reaches its targets at 11.8), its planted variables
+and strict sites (``sort``'s SSM is at 0.98 accuracy at 5 to 7 minutes and reaches every target
+after 8). The decision is rank 0's, broadcast, so every process stops at the same step.
 """
 
 from __future__ import annotations
