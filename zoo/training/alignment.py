@@ -69,8 +69,8 @@ SILENT_BIAS = -1.0  # the bias of an RNN's silent units (see silent_units)
 TWO_MLP_PIECES = {"transformer": 16, "ssm": 1}
 # config fields of the (task, family) pairs that train with another config than the plan's rule.
 # Permutation's transformer is pre-LN: its S3 products, composed in parallel by two layers, reach
-# 0.99 accuracy and every target at step 6,050 (264-304 s) with LayerNorm, and at step 12,900 (about
-# 12 minutes, zoo build's limit) without. LayerNorm for every transformer lost modular addition
+# 0.99 accuracy and every target at step 6,050 (264-304 s) with LayerNorm, and at step 12,900
+# (about 12 minutes, zoo build's limit) without. LayerNorm for every transformer lost modular addition
 # (0.73 at 6 minutes, 1,800 steps without) and left reverse's strict sites at 0.64 (LayerNorm
 # makes every coordinate of the stream count in every reader's scale, the free ones too).
 PAIR_CONFIG = {("permutation", "transformer"): {"layer_norm": True}}
