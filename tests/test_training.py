@@ -10,7 +10,7 @@ import torch
 
 import tasks
 from zoo import store
-from zoo.training import alignment, lightning_module, strict, train
+from zoo.training import alignment, lightning_module, strict, train, wiring
 from zoo.training.build import build, jobs, largest_first, parse_shard, shard_jobs
 from zoo.training.cli import main as train_cli
 from zoo.training.train import build_model
@@ -234,6 +234,33 @@ def test_silent_rnn_units_output_zero_and_get_no_gradient():
         assert not cache[site][..., units].any(), site
         used = {i for s, idx in plan.blocks.values() if s == site for i in idx} | {i for (_, s), idx in plan.relays.items() if s == site for i in idx}
         assert not used & set(units)
+
+
+def test_wired_rnn_counters_read_only_their_inputs_and_stay_wired_through_training():
+    task = tasks.get("sort")
+    plan = alignment.plan(task, "rnn")
+    masks = wiring.counter_masks(task, plan)
+    assert ("sort", "rnn") in wiring.WIRED_PAIRS and set(masks) == {3}  # the count_le{k} blocks live in layer 3
+    ih, hh = masks[3]
+    counter_rows = set()
+    for name in wiring.counters(task):
+        rows = list(plan.blocks[name][1])
+        counter_rows |= set(rows)
+        le = plan.inputs[name]
+        assert len(le) == 1 and plan.blocks[le[0]][0] == "L2.hidden"
+        assert {int(c) for c in np.flatnonzero(ih[rows].any(0))} == set(plan.blocks[le[0]][1])  # its own le_k, no other le_k block nor relay
+        assert {int(c) for c in np.flatnonzero(hh[rows].any(0))} == set(rows)
+    others = [i for i in range(ih.shape[0]) if i not in counter_rows]
+    assert ih[others].all() and hh[others].all()  # every other unit stays dense
+    assert wiring.counter_masks(tasks.get("count"), alignment.plan(tasks.get("count"), "rnn")) == {}  # only the listed pairs
+
+    model = train("sort", "rnn", seed=0, max_steps=3, eval_every=0, batch_size=8)
+    before = build_model(task, "rnn", 0, plan)
+    w_ih, w_hh, _, _ = model.layer_params(3)
+    assert torch.equal(w_ih[torch.as_tensor(~ih)], torch.zeros(int((~ih).sum()))) and torch.equal(w_hh[torch.as_tensor(~hh)], torch.zeros(int((~hh).sum())))
+    rows = sorted(counter_rows)
+    assert torch.allclose(w_hh[rows, rows], torch.full((len(rows),), wiring.INTEGRATOR_DIAGONAL), atol=0.05)  # three steps from the integrator start
+    assert not torch.equal(w_ih[torch.as_tensor(ih)], before.layer_params(3)[0][torch.as_tensor(ih)])  # the wired weights train
 
 
 def test_streams_hold_a_map_of_the_token_in_their_embedding():

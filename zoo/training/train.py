@@ -4,7 +4,8 @@ The model is the family's own class (``zoo.families``) with its dense random ini
 (``from_config(config, seed)``), sized by :func:`zoo.training.alignment.plan` from the compiled
 model (its number of layers; widths from the planted blocks plus free room). Planted training
 starts from the same init except that an RNN's units no block uses start silent outside a
-lookup's layers (``alignment.silence``); it adds IIT and strict SIIT (:mod:`zoo.training.iit`), and the
+lookup's layers (``alignment.silence``) and, in the pairs ``wiring.WIRED_PAIRS`` lists, an RNN's
+counters are wired to their inputs (:mod:`zoo.training.wiring`); it adds IIT and strict SIIT (:mod:`zoo.training.iit`), and the
 alignment becomes ``ground_truth``; unplanted training has ``ground_truth = None`` (nothing
 known beyond behaviour). The run stops when held-out accuracy >= 99% and (planted) every
 variable's held-out IIA >= 95% (and, planted, every strict site's accuracy with its strict patch
@@ -33,7 +34,7 @@ import torch
 import tasks as tasks_pkg
 from tasks import Task
 
-from . import alignment, card, strict
+from . import alignment, card, strict, wiring
 from .datamodule import TaskDataModule
 from .lightning_module import ZooLightningModule
 
@@ -118,6 +119,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     locations, patched, variables = {}, {}, []
     if plant:
         alignment.silence(plan, model)
+        wiring.wire(task, plan, model)
         model.ground_truth = alignment.ground_truth(plan, model)
         variables = list(task.program.names)  # the batch's variable indices follow this order
         locations = {n: [(model.ground_truth.variables[n].site, model.ground_truth.variables[n].tensor())] for n in variables}
