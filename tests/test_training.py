@@ -12,6 +12,7 @@ import tasks
 from zoo import store
 from zoo.training import alignment, lightning_module, strict, train, wiring
 from zoo.training.build import build, jobs, largest_first, parse_shard, shard_jobs
+from zoo.training.card import format_card
 from zoo.training.cli import main as train_cli
 from zoo.training.train import build_model
 
@@ -47,6 +48,7 @@ def test_the_learning_rate_is_the_familys_unless_given_and_goes_into_the_card():
         assert torch.equal(v, same.state_dict()[k]), k
     assert any(not torch.equal(v, other.state_dict()[k]) for k, v in default.state_dict().items())
     assert default.meta["card"]["optimiser"] == {"lr": LEARNING_RATE["transformer"], "batch_size": 16}
+    assert default.meta["card"]["wired"] == []  # only WIRED_PAIRS wire anything
     assert other.meta["card"]["optimiser"]["lr"] == LEARNING_RATE["transformer"] / 2
 
 
@@ -255,6 +257,8 @@ def test_wired_rnn_counters_read_only_their_inputs_and_stay_wired_through_traini
     assert wiring.counter_masks(tasks.get("count"), alignment.plan(tasks.get("count"), "rnn")) == {}  # only the listed pairs
 
     model = train("sort", "rnn", seed=0, max_steps=3, eval_every=0, batch_size=8)
+    assert model.meta["card"]["wired"] == ["count_le0", "count_le1", "count_le2", "count_le3"]
+    assert "count_le3" in format_card(model.meta).splitlines()[-2]
     before = build_model(task, "rnn", 0, plan)
     w_ih, w_hh, _, _ = model.layer_params(3)
     assert torch.equal(w_ih[torch.as_tensor(~ih)], torch.zeros(int((~ih).sum()))) and torch.equal(w_hh[torch.as_tensor(~hh)], torch.zeros(int((~hh).sum())))

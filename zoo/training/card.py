@@ -94,7 +94,7 @@ def reached(acc: float, iia: dict) -> bool:
     return acc >= ACCURACY_TARGET and all(v >= IIA_TARGET for v in iia.values())
 
 
-def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None, iia_changed=None, optimiser=None) -> dict:
+def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, stopped=None, iia_changed=None, optimiser=None, wired=()) -> dict:
     changed = {k: (None if v is None else float(v)) for k, v in (iia_changed or {}).items()}
     live = [v for v in changed.values() if v is not None]
     return {
@@ -114,7 +114,8 @@ def make_card(model, *, seed, steps, seconds, acc, iia, planted, strict=None, st
         "reached": bool(reached(acc, iia)),
         "strict": {k: float(v) for k, v in (strict or {}).items()},  # strict_accuracy: trained toward STRICT_TARGET, not part of "reached"
         "min_strict": float(min(strict.values())) if strict else None,
-        "params": model.num_parameters(),
+        "params": model.num_parameters(),  # the wired counters' weights held at 0 included
+        "wired": list(wired),  # the variables whose RNN blocks were wired to their inputs (zoo.training.wiring)
     }
 
 
@@ -135,6 +136,8 @@ def format_card(meta: dict) -> str:
         aim = c["targets"].get("strict")
         lines.append(f"  strict: accuracy {c['min_strict']:.4f} at worst ({worst}) with what the algorithm does not use there patched"
                      + (f" (aimed for {aim})" if aim is not None else ""))
+    if c.get("wired"):
+        lines.append(f"  wired to their inputs only (zoo.training.wiring): {', '.join(c['wired'])}")
     lines.append(f"  targets reached: {'yes' if c['reached'] else 'NO'}")
     return "\n".join(lines)
 

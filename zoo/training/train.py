@@ -116,10 +116,10 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     plan = alignment.plan(task, arch, **size)
     L.seed_everything(seed, verbose=False)
     model = build_model(task, arch, seed, plan)
-    locations, patched, variables = {}, {}, []
+    locations, patched, variables, wired = {}, {}, [], []
     if plant:
         alignment.silence(plan, model)
-        wiring.wire(task, plan, model)
+        wired = wiring.counters(task) if wiring.wire(task, plan, model) else []
         model.ground_truth = alignment.ground_truth(plan, model)
         variables = list(task.program.names)  # the batch's variable indices follow this order
         locations = {n: [(model.ground_truth.variables[n].site, model.ground_truth.variables[n].tensor())] for n in variables}
@@ -153,5 +153,5 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
     stopped = module.stopped or ("max_steps" if 0 <= trainer.max_steps <= trainer.global_step else "max_minutes")
     model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant, strict=held,
-                                        stopped=stopped, iia_changed=changed, optimiser={"lr": lr, "batch_size": int(batch_size)})
+                                        stopped=stopped, iia_changed=changed, optimiser={"lr": lr, "batch_size": int(batch_size)}, wired=wired)
     return model
