@@ -19,8 +19,10 @@ count blocks sat dead before SEP (``count_le3``: 12 of its 18 units never above 
 gradient of the IIT term reached the ``le_k`` blocks through them. Started as integrators but
 dense, the count blocks came alive and summed each token's value from wherever layer 2 had it
 (the other ``le_k`` blocks, the relay of ``indices``): one ``le_k`` still at 0.876 after 12
-minutes. Wired and started as integrators, they reached every target at step 2,550, 4,250 and
-2,600 (seeds 0, 1, 2; 192, 366 and 245 s with two runs sharing 2 cores).
+minutes (wiring their inputs alone, their recurrence dense: the same at step 5,000). Wired
+but not started as integrators, ``count_le1`` stayed at 0.78 and ``le1`` at 0.875 (0 on
+changed outputs) for 12 minutes. Wired and started as integrators, they reached every target at
+step 2,550, 4,250 and 2,600 (seeds 0, 1, 2; 192, 366 and 245 s with two runs sharing 2 cores).
 """
 
 from __future__ import annotations
