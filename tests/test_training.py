@@ -264,7 +264,8 @@ def test_wired_rnn_counters_read_only_their_inputs_and_stay_wired_through_traini
     assert torch.equal(w_ih[torch.as_tensor(~ih)], torch.zeros(int((~ih).sum()))) and torch.equal(w_hh[torch.as_tensor(~hh)], torch.zeros(int((~hh).sum())))
     rows = sorted(counter_rows)
     assert torch.allclose(w_hh[rows, rows], torch.full((len(rows),), wiring.INTEGRATOR_DIAGONAL), atol=0.05)  # three steps from the integrator start
-    assert not torch.equal(w_ih[torch.as_tensor(ih)], before.layer_params(3)[0][torch.as_tensor(ih)])  # the wired weights train
+    wired_ih = torch.as_tensor(ih[rows])  # each counter's weights from its own le_k block
+    assert not torch.equal(w_ih[rows][wired_ih], before.layer_params(3)[0][rows][wired_ih])  # train
 
 
 def test_streams_hold_a_map_of_the_token_in_their_embedding():

@@ -59,10 +59,11 @@ GIVE_UP_BELOW = 0.9  # give_up_s stops a run whose held-out accuracy has not rea
 
 class ZooLightningModule(L.LightningModule):
     def __init__(self, model, task, *, planted: bool, locations=None, strict=None, lr: float, eval_every: int = 50, eval_n: int = 512, weight_decay: float = 0.0, seed: int = 0,
-                 give_up_s: float | None = None):
+                 wiring=None, give_up_s: float | None = None):
         super().__init__()
         self.model, self.task, self.planted = model, task, planted
         self.locations, self.strict = locations or {}, strict or {}
+        self.wiring = wiring or {}  # parameter name -> bool mask: the weights held at 0 are the False ones (zoo.training.wiring)
         self.lr, self.eval_every, self.eval_n, self.weight_decay = lr, eval_every, eval_n, weight_decay
         self.last_measure = None
         self.last_iia: dict[str, float] = {}
@@ -128,6 +129,15 @@ class ZooLightningModule(L.LightningModule):
                 late = time.perf_counter() - self.started >= self.give_up_s
                 if self.trainer.strategy.broadcast(late, src=0):
                     self.trainer.should_stop, self.stopped = True, "gave up"
+
+    def on_before_optimizer_step(self, optimizer):
+        """Hold the wired weights at 0 (``zoo.training.wiring``): their gradient is zeroed after
+        the backward pass (and DDP's averaging), before clipping and the step; AdamW without weight
+        decay then leaves them exactly 0."""
+        for name, keep in self.wiring.items():
+            grad = getattr(self.model, name).grad
+            if grad is not None:
+                grad.masked_fill_(~keep.to(grad.device), 0.0)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)

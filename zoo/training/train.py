@@ -116,10 +116,10 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     plan = alignment.plan(task, arch, **size)
     L.seed_everything(seed, verbose=False)
     model = build_model(task, arch, seed, plan)
-    locations, patched, variables, wired = {}, {}, [], []
+    locations, patched, variables, masks = {}, {}, [], {}
     if plant:
         alignment.silence(plan, model)
-        wired = wiring.counters(task) if wiring.wire(task, plan, model) else []
+        masks = wiring.wire(task, plan, model)
         model.ground_truth = alignment.ground_truth(plan, model)
         variables = list(task.program.names)  # the batch's variable indices follow this order
         locations = {n: [(model.ground_truth.variables[n].site, model.ground_truth.variables[n].tensor())] for n in variables}
@@ -128,7 +128,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
         patched = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
     data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, carriers={n: len(v) - 1 for n, v in locations.items()})
     module = ZooLightningModule(model, task, planted=plant, locations=locations, strict=patched, lr=lr, eval_every=eval_every, seed=seed,
-                                give_up_s=float(give_up_minutes) * 60 if give_up_minutes is not None else None)
+                                wiring={n: torch.as_tensor(m) for n, m in masks.items()}, give_up_s=float(give_up_minutes) * 60 if give_up_minutes is not None else None)
     # a time limit alone is the only limit: a step limit would cut it short on a fast machine
     steps = max_steps if max_steps is not None else (-1 if max_minutes is not None else DEFAULT_MAX_STEPS)
     kwargs = {}
@@ -153,5 +153,5 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
     model.meta.update({"task": task.name, "family": arch, "max_len": task.max_len, "kind": "trained", "planted": bool(plant), "seed": int(seed)})
     stopped = module.stopped or ("max_steps" if 0 <= trainer.max_steps <= trainer.global_step else "max_minutes")
     model.meta["card"] = card.make_card(model, seed=seed, steps=trainer.global_step, seconds=seconds, acc=acc, iia=iia, planted=plant, strict=held,
-                                        stopped=stopped, iia_changed=changed, optimiser={"lr": lr, "batch_size": int(batch_size)}, wired=wired)
+                                        stopped=stopped, iia_changed=changed, optimiser={"lr": lr, "batch_size": int(batch_size)}, wired=wiring.counters(task) if masks else [])
     return model

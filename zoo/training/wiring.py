@@ -9,7 +9,9 @@ with ``reduce`` "count" or "sum") in an RNN layer
   torch.nn.RNN draws it),
 
 and keeps that wiring through training: its other input and recurrent weights start at 0 and
-get no gradient. Every other weight of the model stays dense.
+their gradient is zeroed before every optimiser step (``ZooLightningModule``'s ``wiring``, so
+it survives the module being pickled, as ``ddp_spawn`` does). The model's other weights start
+as in any planted run (dense, but for ``alignment.silence``'s silent units).
 
 Why ``sort``'s RNN: dense, its held-out IIA stayed at 0.87 on one ``le_k`` Map for every
 variant of the objective tried (which ``le_k`` moved from run to run): the output never depended
@@ -34,7 +36,7 @@ from tasks import Task
 from .alignment import Plan, _rnn_layer
 
 WIRED_PAIRS = frozenset({("sort", "rnn")})
-INTEGRATOR_DIAGONAL = 1.0  # a ReLU unit with this self-weight carries its value to the next step
+INTEGRATOR_DIAGONAL = 1.0  # a self-weight at which a ReLU unit's value carries over to the next step (plus what else it reads)
 
 
 def counters(task: Task) -> list[str]:
@@ -73,19 +75,19 @@ def counter_masks(task: Task, p: Plan) -> dict[int, tuple[np.ndarray, np.ndarray
     return out
 
 
-def wire(task: Task, p: Plan, model) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def wire(task: Task, p: Plan, model) -> dict[str, np.ndarray]:
     """Wire a freshly built planted RNN's counters (see the module docstring): zero the masked
-    weights, set the integrators' diagonal, and hold the masked weights at 0 through training
-    (their gradient is masked). Returns :func:`counter_masks`."""
+    weights and set the integrators' diagonal. Returns parameter name -> mask (True where the
+    weight may be non-zero) for the ones training must hold (``ZooLightningModule``'s ``wiring``);
+    empty where :func:`counter_masks` is."""
     import torch
 
-    masks = counter_masks(task, p)
+    out = {}
     with torch.no_grad():
-        for k, (ih, hh) in masks.items():
+        for k, (ih, hh) in counter_masks(task, p).items():
             for name, mask in ((f"weight_ih_l{k}", ih), (f"weight_hh_l{k}", hh)):
-                weight, keep = getattr(model, name), torch.as_tensor(mask)
-                weight.mul_(keep)
-                weight.register_hook(lambda grad, keep=keep: grad * keep.to(grad.device, grad.dtype))
+                getattr(model, name).mul_(torch.as_tensor(mask))
+                out[name] = mask
             rows = [i for name in counters(task) if _rnn_layer(p.blocks[name][0]) == k for i in p.blocks[name][1]]
             getattr(model, f"weight_hh_l{k}")[rows, rows] = INTEGRATOR_DIAGONAL
-    return masks
+    return out
