@@ -83,6 +83,7 @@ class ZooLightningModule(L.LightningModule):
 
     def on_train_start(self):
         self.started = time.perf_counter()
+        self.wiring = {name: keep.to(self.device) for name, keep in self.wiring.items()}  # once, not every step
 
     def training_step(self, batch, batch_idx):
         batch = to_tensors(batch, self.device)
@@ -137,7 +138,7 @@ class ZooLightningModule(L.LightningModule):
         for name, keep in self.wiring.items():
             grad = getattr(self.model, name).grad
             if grad is not None:
-                grad.masked_fill_(~keep.to(grad.device), 0.0)
+                grad.masked_fill_(~keep, 0.0)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)

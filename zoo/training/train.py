@@ -128,7 +128,7 @@ def _train(task, arch, *, plant, seed, max_steps, max_minutes, give_up_minutes, 
         patched = {s: torch.as_tensor(strict.free_basis(plan, model, s).sum(0) > 0) for s in strict.strict_sites(plan, model)}
     data = TaskDataModule(task, seed=seed, batch_size=batch_size, variables=variables, carriers={n: len(v) - 1 for n, v in locations.items()})
     module = ZooLightningModule(model, task, planted=plant, locations=locations, strict=patched, lr=lr, eval_every=eval_every, seed=seed,
-                                wiring={n: torch.as_tensor(m) for n, m in masks.items()}, give_up_s=float(give_up_minutes) * 60 if give_up_minutes is not None else None)
+                                wiring=masks, give_up_s=float(give_up_minutes) * 60 if give_up_minutes is not None else None)
     # a time limit alone is the only limit: a step limit would cut it short on a fast machine
     steps = max_steps if max_steps is not None else (-1 if max_minutes is not None else DEFAULT_MAX_STEPS)
     kwargs = {}

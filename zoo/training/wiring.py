@@ -75,10 +75,10 @@ def counter_masks(task: Task, p: Plan) -> dict[int, tuple[np.ndarray, np.ndarray
     return out
 
 
-def wire(task: Task, p: Plan, model) -> dict[str, np.ndarray]:
+def wire(task: Task, p: Plan, model) -> dict:
     """Wire a freshly built planted RNN's counters (see the module docstring): zero the masked
-    weights and set the integrators' diagonal. Returns parameter name -> mask (True where the
-    weight may be non-zero) for the ones training must hold (``ZooLightningModule``'s ``wiring``);
+    weights and set the integrators' diagonal. Returns parameter name -> bool tensor mask (True
+    where the weight may be non-zero) for the ones training must hold (``ZooLightningModule``'s ``wiring``);
     empty where :func:`counter_masks` is."""
     import torch
 
@@ -86,8 +86,8 @@ def wire(task: Task, p: Plan, model) -> dict[str, np.ndarray]:
     with torch.no_grad():
         for k, (ih, hh) in counter_masks(task, p).items():
             for name, mask in ((f"weight_ih_l{k}", ih), (f"weight_hh_l{k}", hh)):
-                getattr(model, name).mul_(torch.as_tensor(mask))
-                out[name] = mask
+                out[name] = torch.as_tensor(mask)
+                getattr(model, name).mul_(out[name])
             rows = [i for name in counters(task) if _rnn_layer(p.blocks[name][0]) == k for i in p.blocks[name][1]]
             getattr(model, f"weight_hh_l{k}")[rows, rows] = INTEGRATOR_DIAGONAL
     return out
