@@ -21,6 +21,7 @@ TRACR_SECONDS = 1.5  # the fastest of Tracr's per-program times quoted above
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--decoys", action="store_true", help="compile each program with its decoy clone (the models the evaluator scores)")
     args = parser.parse_args(argv)
     print(f"{'task':<18} {'family':<12} {'L':>3} {'params':>10} {'ms':>8} {'x faster than Tracr':>20}")
     slowest = 0.0
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
             try:
                 for _ in range(args.repeats):
                     start = time.perf_counter()
-                    model = zoo.compile(task, family)
+                    model = zoo.compile(task, family, decoys=args.decoys)
                     times.append(time.perf_counter() - start)
             except zoo.CompileError as err:
                 print(f"{name:<18} {family:<12} {task.max_len:>3} {'refused':>10}  ({err.primitive})")

@@ -8,33 +8,40 @@ seconds (enforced with a SIGALRM timer in the main thread), becomes a failed cel
 error and the grid goes on. Each invocation appends a record of the run (versions of torch,
 numpy and the package, the seed, the ablation, the machine) to ``DIR/runs.jsonl``.
 
-Kinds: ``compiled`` (``zoo.compile(task, family)``), ``reparametrized``
-(``zoo.reparametrize(model, seed=seed + 1)``: rotated/permuted bases, ground truth moved along),
-and ``trained``: the planted model that ``zoo build`` put in the zoo store (``store=`` or the
-default store; seed 0). A trained cell whose model is not in the store is recorded as
-``missing`` with the ``zoo build`` command that makes it, and the grid goes on; a missing cell
-is retried by the next run. Trained models that missed their targets on their card are scored
-all the same, and the cell carries ``reached: false``.
+Kinds: ``compiled`` (``zoo.compile(task, family, decoys=True)``: the program and its decoy
+clone, :mod:`tasks.decoys`), ``reparametrized`` (``zoo.reparametrize(model, seed=seed + 1)``:
+rotated/permuted bases, permuted heads, ground truth moved along), and ``trained``: the planted
+model that ``zoo build`` put in the zoo store (``store=`` or the default store; seed 0). A
+trained cell whose model is not in the store is recorded as ``missing`` with the ``zoo build``
+command that makes it, and the grid goes on; a missing cell is retried by the next run. Trained
+models that missed their targets on their card are scored all the same, and the cell carries
+``reached: false`` (summaries leave them out of the architecture gap and count them).
 
-Scores per finding kind (see :mod:`evaluation.metrics`), and the cell's headline ``score``:
+Scores per finding kind (:mod:`evaluation.metrics`, :mod:`evaluation.alignment_scores`), and the
+cell's headline ``score``:
 
-- SiteScores: ``auroc`` (node AUROC of |score|; headline), ``auroc_signed``, ``precision_at_k``
-  / ``recall_at_k`` / ``faithfulness_at_k`` of the top-k components with k the size of the
-  ground-truth circuit among them, ``cpr`` / ``cmd`` over the ranking; the scores per
-  (site, position) are kept for the report's heatmaps.
-- Alignment: ``iia`` (mean over variables, held-out pairs; headline), ``iia_changed`` (the same
-  counted only on the outputs the counterfactual changes, mean over the variables where some
-  pair changes one: plain IIA also counts the outputs an intervention leaves alone, which a
-  location holding nothing gets right; ``random_alignment`` shows the gap), ``overlap`` (mean
-  subspace overlap with the ground-truth basis), and all three per variable.
-- Circuit: ``faithfulness`` (headline), ``precision`` / ``recall`` over components, ``auroc`` of
-  its per-component evidence when it has some, and ``edge_precision`` / ``edge_recall`` (and
-  ``edge_auroc`` of the path-patching scores in ``meta["edge_scores"]``) where the ground truth
-  has edges.
+- SiteScores: ``auroc`` (headline: node AUROC over (component, position) cells, the ground
+  truth's cells labelled neither skipped), ``auroc_signed``, ``site_auroc`` (the same at the
+  grain of whole sites, a second column), ``precision_at_k`` / ``recall_at_k`` /
+  ``faithfulness_at_k`` of the top-k components with k the number of components in the circuit,
+  ``cpr`` / ``cmd`` over the ranking, and the cell counts; the scores per (component, position)
+  are kept for the report's heatmaps.
+- Alignment: ``score`` (headline: per variable IIA on changed outputs x selectivity x
+  compactness, averaged over the program's variables), ``iia``, ``iia_changed``,
+  ``selectivity``, ``compactness``, ``decodes``, ``overlap``, and all of them per variable
+  (with the dimension used beside the ground truth's).
+- Circuit: ``faithfulness_at_size`` (headline: faithfulness at the ground truth's size, so that
+  keeping everything scores what a random circuit of that size scores), ``faithfulness`` of the
+  whole circuit, ``precision`` / ``recall`` over components and ``cell_precision`` /
+  ``cell_recall`` over cells, ``auroc`` and ``cpr`` / ``cmd`` of its per-component evidence when
+  it has some, and ``edge_precision`` / ``edge_recall`` (and ``edge_auroc`` of the path-patching
+  scores in ``meta["edge_scores"]``) where the ground truth has edges.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
@@ -126,6 +133,33 @@ def cell_seed(seed: int, task: str, family: str, kind: str) -> int:
 
 
 def _model(task, family: str, kind: str, seed: int, store=None):
+    """The model of a cell, built once for all the methods of a grid that score it (the grid
+    visits cells model by model); the last few are kept."""
+    return _cached_model(task.name, task.max_len, family, kind, seed, None if store is None else str(store))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(task_name: str, max_len: int, family: str, kind: str, seed: int, store):
+    import tasks as tasks_mod
+
+    return _build_model(tasks_mod.get(task_name, max_len=max_len), family, kind, seed, store)
+
+
+_FAITH: dict = {}  # (id of a cached model, ablation, n, seed) -> Faithfulness: its m(C) cache serves every method
+
+
+def _faithfulness(model, task, ablation: str, n: int, seed: int):
+    from . import metrics as M
+
+    key = (id(model), ablation, n, seed)
+    if key not in _FAITH:
+        if len(_FAITH) > 16:
+            _FAITH.clear()
+        _FAITH[key] = (model, M.Faithfulness(model, task, ablation=ablation, n=n, seed=seed))
+    return _FAITH[key][1]
+
+
+def _build_model(task, family: str, kind: str, seed: int, store=None):
     import zoo
 
     if kind == "trained":
@@ -143,7 +177,7 @@ def _model(task, family: str, kind: str, seed: int, store=None):
         if model.ground_truth is None:
             raise MissingModel(f"the trained {task.name}/{family} model in {path} is unplanted (no ground truth); delete it and remake it planted with {fix}")
         return model.eval()
-    model = zoo.compile(task, family, seed=0)
+    model = zoo.compile(task, family, seed=0, decoys=True)
     if kind == "reparametrized":
         model = zoo.reparametrize(model, seed=seed + 1)
     model.eval()
@@ -154,59 +188,99 @@ def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
+_REFERENCES: dict = {}  # (task, family, kind, model id, seed) -> the ground truth's own alignment scores (trained models)
+
+
+def _references(model, task, truth, n_pairs: int, seed: int):
+    """The planted alignment's own scores on a trained model (the headline's denominators; see
+    :mod:`evaluation.alignment_scores`); None on compiled models, exact by construction."""
+    if model.meta.get("kind") != "trained":
+        return None
+    from .alignment_scores import reference_scores
+
+    key = (model.meta.get("task"), model.family, id(truth), n_pairs, seed)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = reference_scores(model, task, truth, n=n_pairs, seed=seed)
+    return _REFERENCES[key]
+
+
+def scoring_task(task, model):
+    """The task a model is scored against: with its decoys when the model computes them."""
+    return task.with_decoys(bool(model.meta.get("decoys")))
+
+
 def score_finding(finding, model, task, *, ablation: str = "resample", seed: int = 0, n: int = 64, n_pairs: int = 256) -> dict:
     """The metrics of one finding against ``model.ground_truth`` (see module doc)."""
     from . import metrics as M
+    from .alignment_scores import alignment_scores, summarize_variables
 
     truth = model.ground_truth
+    task = scoring_task(task, model)
     out: dict = {"finding": finding.kind}
+    positive = list(truth.positive_components())
+    comps = M.components(model)
     if finding.kind == "site_scores":
-        names = M.components(model)
-        gt_comps = [c for c in names if c in set(truth.circuit)]
-        out["auroc"] = M.node_auroc(finding, model, truth)
-        out["auroc_signed"] = M.node_auroc(finding, model, truth, signed=True)
+        out["auroc"] = M.cell_auroc(finding, model, truth)
+        out["auroc_signed"] = M.cell_auroc(finding, model, truth, signed=True)
+        out["site_auroc"] = M.site_auroc(finding, model, truth)
+        out["cells_positive"], out["cells_negative"] = M.cell_counts(truth)
         if finding.meta.get("edge_scores"):
             es = {tuple(k.split("->")): v for k, v in finding.meta["edge_scores"].items()}
             out["edge_auroc"] = M.edge_auroc(es, truth, list(es))
-        faith = M.Faithfulness(model, task, ablation=finding.ablation or ablation, n=n, seed=seed)
-        ranked = M.top_k(finding, names, len(names))
-        top = ranked[: len(gt_comps)]
-        out["precision_at_k"], out["recall_at_k"] = M.precision_recall(top, gt_comps)
+        faith = _faithfulness(model, task, finding.ablation or ablation, n, seed)
+        order = M.ranked(M.component_scores(finding, model, truth), comps)
+        top = order[: len(positive)]
+        out["precision_at_k"], out["recall_at_k"] = M.precision_recall(top, positive)
         out["faithfulness_at_k"] = faith(top)
-        out["cpr"], out["cmd"] = M.cpr_cmd(faith.curve(ranked))
+        out["cpr"], out["cmd"] = M.cpr_cmd(*faith.curve(order))
         out["ablation"] = faith.ablation
         out["score"] = out["auroc"]
-        out["site_scores"] = {s: [round(float(x), 5) for x in a] for s, a in finding.scores.items()}
-        out["truth_sites"] = list(truth.circuit)
-        out["sites"] = [s.name for s in model.sites]
+        L = task.max_len
+        cells = M.cell_scores(finding, model, L)
+        out["site_scores"] = {c: [round(float(x), 5) for x in v] for c, v in cells.items()}  # per component, for the report's heatmaps
+        out["truth_cells"] = {c: list(v) for c, v in truth.cells.items()}
+        out["truth_sites"] = positive
+        out["sites"] = comps
     elif finding.kind == "alignment":
-        rec = M.variable_recovery(finding, model, task, truth, n=n_pairs, seed=seed + 50_000)
-        iias = [v["iia"] for v in rec.values() if math.isfinite(v["iia"])]
-        out["iia"] = float(np.mean(iias)) if iias else float("nan")
-        changed = [v["iia_changed"] for v in rec.values() if math.isfinite(v["iia_changed"])]
-        out["iia_changed"] = float(np.mean(changed)) if changed else float("nan")  # over the variables some pair changes an output of
-        out["overlap"] = float(np.mean([v["overlap"] for v in rec.values()]))
-        out["variables"] = rec
-        out["score"] = out["iia"]
+        rows = alignment_scores(finding, model, task, truth, n=n_pairs, seed=seed + 50_000, references=_references(model, task, truth, n_pairs, seed + 50_000))
+        out.update(summarize_variables(rows))
+        out["variables"] = rows
     else:
-        names = M.components(model)
-        gt_comps = [c for c in names if c in set(truth.circuit)]
-        found = [c for c in finding.components if c in names]
-        out["precision"], out["recall"] = M.precision_recall(found, gt_comps)
-        faith = M.Faithfulness(model, task, ablation=finding.ablation or ablation, n=n, seed=seed)
-        out["faithfulness"] = faith(found)
+        kept = M.expand_sites(finding.components, model)
+        out["precision"], out["recall"] = M.precision_recall(kept, positive)
+        out["cell_precision"], out["cell_recall"] = M.cell_precision_recall(kept, truth)
+        out["size"], out["truth_size"] = len(kept), len(positive)
+        faith = _faithfulness(model, task, finding.ablation or ablation, n, seed)
+        out["faithfulness"] = faith(kept)
+        scores = {c: abs(v) for c, v in finding.scores.items()} if finding.scores else None
+        out["faithfulness_at_size"] = M.faithfulness_at_size(faith, kept, len(positive), scores, seed=seed)
         out["ablation"] = faith.ablation
-        if finding.scores:  # per-component evidence: rank it like site scores
+        if scores:  # per-component evidence: rank it like site scores
             from methods.finding import SiteScores
 
-            out["auroc"] = M.node_auroc(SiteScores({}, finding.scores), model, truth)
+            evidence = SiteScores({}, {c: v for c, v in finding.scores.items() if c in set(comps) | {s.name for s in model.sites}})
+            out["auroc"] = M.cell_auroc(evidence, model, truth)
+            out["cpr"], out["cmd"] = M.cpr_cmd(*faith.curve(M.ranked(M.component_scores(evidence, model, truth), comps)))
         if truth.edges:
             out["edge_precision"], out["edge_recall"] = M.precision_recall([tuple(e) for e in finding.edges], [tuple(e) for e in truth.edges])
             if finding.meta.get("edge_scores"):
                 es = {tuple(k.split("->")): v for k, v in finding.meta["edge_scores"].items()}
                 out["edge_auroc"] = M.edge_auroc(es, truth, list(es))
-        out["score"] = out["faithfulness"]
-    return {k: (_finite(v) if isinstance(v, float) else v) for k, v in out.items()}
+        out["score"] = out["faithfulness_at_size"]
+    return _clean(out)
+
+
+def _clean(x):
+    """JSON-safe: non-finite floats as None, numpy scalars as Python numbers, recursively."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return _finite(float(x))
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
 
 
 def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int = 0, budget=None, method_budget=None, ablation: str = "resample",
@@ -225,8 +299,8 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
         if kind == "trained":
             row["reached"] = bool(model.meta["card"]["reached"])
         t0 = time.perf_counter()
-        with time_limit(budget):
-            finding = methods.run(method, model, task, seed=cseed, budget=method_budget)
+        with time_limit(budget):  # the method gets a copy: the model scored is the one built for the grid, untouched
+            finding = methods.run(method, copy.deepcopy(model), task, seed=cseed, budget=method_budget)
         row["method_seconds"] = round(time.perf_counter() - t0, 4)
         if budget and row["method_seconds"] > budget:
             raise BudgetExceeded(f"ran past its budget of {budget} s ({row['method_seconds']:.1f} s)")
@@ -279,7 +353,7 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
     with open(out / "runs.jsonl", "a") as f:
         f.write(json.dumps(run_record(seed, ablation, budget, kinds, notes)) + "\n")
     done = {cell_key(d) for d in read_results(out) if d.get("status") != "missing"}  # a missing model may be there now
-    cells = [(m, t, a, k) for m in methods for t in task_names for a in archs for k in kinds]
+    cells = [(m, t, a, k) for t in task_names for a in archs for k in kinds for m in methods]  # model by model: each is built once
     total, new = len(cells), 0
     path = out / "results.jsonl"
     _repair_tail(path)

@@ -1,11 +1,13 @@
-"""Activation patching, and mean / resample / zero ablation: the standard (site, position) sweep.
+"""Activation patching, and mean / resample / zero ablation: the standard (component, position) sweep.
 
 Interchange (``ablation="resample"``, the default of ``activation_patching``): base and source
-inputs are paired as in ``task.sample_interventions``; every (site, position) of the base is
-patched with the source's activation, one at a time, and the score is the drop of the metric
+inputs are paired as in ``task.sample_interventions``; every (component, position) of the base
+is patched with the source's activation, one at a time, and the score is the drop of the metric
 (default: the base's correct-class logit minus the mean logit, averaged over readout positions).
 ``mean`` and ``zero`` ablation patch the per-position mean activation or zeros instead. The
-per-component score (``components``) patches the whole site at every position at once.
+per-component score (``components``) patches the component at every position at once.
+Components are ``model.components`` (heads, blocks of units, groups of channels); ``grain="site"``
+sweeps whole sites instead, ``sites=`` any list of sites and components.
 ``budget``: the number of base inputs (default 32).
 """
 
@@ -18,8 +20,8 @@ from .patching import setup, sweep
 
 
 def activation_patching(model, task, *, seed: int = 0, budget: int | None = None, ablation: str = "resample", metric: str = "logit",
-                        sites=None, length: int | None = None, max_rows: int = 512) -> SiteScores:
-    st = setup(model, task, seed=seed, budget=budget, ablation=ablation, sites=sites, length=length)
+                        sites=None, length: int | None = None, max_rows: int = 512, grain: str = "component") -> SiteScores:
+    st = setup(model, task, seed=seed, budget=budget, ablation=ablation, sites=sites, length=length, grain=grain)
     n, length, base, names, sources, targets, mask = st.n, st.length, st.base, st.names, st.sources, st.targets, st.mask
     pairs = [(s, t) for s in names for t in range(length)] + [(s, None) for s in names]
     vals = sweep(model, base, sources, pairs, targets=targets, mask=mask, kind=metric, max_rows=max_rows)

@@ -4,12 +4,15 @@ The evaluator needs both: the oracle must score 1.0 and random must sit at chanc
 flagged. ``oracle*`` are the only methods marked :func:`~methods.registry.reads_ground_truth`,
 so ``methods.run`` hands them the real model instead of the guarded view.
 
-- ``random``: SiteScores uniform in [0, 1) per (site, position) and per component.
+- ``random``: SiteScores uniform in [0, 1) per (component, position).
 - ``random_alignment``: every variable at a random site, a random orthonormal basis of the
   dimension DAS would use.
 - ``random_circuit``: each component kept with probability one half.
-- ``oracle``: SiteScores 1 on the ground-truth circuit's sites (every position), 0 elsewhere.
-- ``oracle_alignment``: the ground-truth locations; ``oracle_circuit``: its components and edges.
+- ``oracle``: SiteScores 1 on the ground truth's positive (component, position) cells, 0 elsewhere.
+- ``oracle_alignment``: the ground-truth locations of the program's variables (not the decoys');
+  ``oracle_circuit``: the components with a positive cell, and the ground truth's edges.
+
+The degenerate baselines, controls of another kind, are in :mod:`methods.baselines`.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ import numpy as np
 from .das import default_dim
 from .finding import AlignedVariable, Alignment, Circuit, SiteScores
 from .registry import reads_ground_truth
+from zoo.ground_truth import POSITIVE
 
 
 def random(model, task, *, seed: int = 0, budget: int | None = None, length: int | None = None) -> SiteScores:
     rng = np.random.default_rng(seed)
     length = length or task.max_len
-    names = [s.name for s in model.sites]
-    scores = {s: rng.random(length) for s in names}
-    return SiteScores(scores, {s: float(rng.random()) for s in names}, None, "random", {"seed": seed})
+    names = [c.name for c in model.components]
+    return SiteScores({c: rng.random(length) for c in names}, {}, None, "random", {"seed": seed})
 
 
 def random_alignment(model, task, *, seed: int = 0, budget: int | None = None) -> Alignment:
@@ -43,7 +46,7 @@ def random_alignment(model, task, *, seed: int = 0, budget: int | None = None) -
 
 def random_circuit(model, task, *, seed: int = 0, budget: int | None = None) -> Circuit:
     rng = np.random.default_rng(seed)
-    names = [s.name for s in model.sites]
+    names = [c.name for c in model.components]
     keep = rng.random(len(names)) < 0.5
     return Circuit(tuple(s for s, k in zip(names, keep) if k), (), None, {}, "random_circuit", {"seed": seed})
 
@@ -59,19 +62,20 @@ def _truth(model):
 def oracle(model, task, *, seed: int = 0, budget: int | None = None, length: int | None = None) -> SiteScores:
     gt = _truth(model)
     length = length or task.max_len
-    circuit = set(gt.circuit)
-    names = [s.name for s in model.sites]
-    scores = {s: np.full(length, 1.0 if s in circuit else 0.0) for s in names}
-    return SiteScores(scores, {s: float(s in circuit) for s in names}, None, "oracle", {})
+    scores = {}
+    for c in model.components:
+        lab = np.asarray(gt.cells.get(c.name, ()), dtype=np.int64)[:length]
+        scores[c.name] = np.pad((lab == POSITIVE).astype(float), (0, length - len(lab)))
+    return SiteScores(scores, {}, None, "oracle", {})
 
 
 @reads_ground_truth
 def oracle_alignment(model, task, *, seed: int = 0, budget: int | None = None) -> Alignment:
     gt = _truth(model)
-    return Alignment({v: AlignedVariable(loc.site, loc.basis, "all", loc.lag) for v, loc in gt.variables.items()}, "oracle_alignment", {})
+    return Alignment({v: AlignedVariable(loc.site, loc.basis, "all", loc.lag) for v, loc in gt.program_variables.items()}, "oracle_alignment", {})
 
 
 @reads_ground_truth
 def oracle_circuit(model, task, *, seed: int = 0, budget: int | None = None) -> Circuit:
     gt = _truth(model)
-    return Circuit(tuple(gt.circuit), tuple(tuple(e) for e in gt.edges), None, {}, "oracle_circuit", {})
+    return Circuit(gt.positive_components(), tuple(tuple(e) for e in gt.edges), None, {}, "oracle_circuit", {})

@@ -31,6 +31,28 @@ def edge_nodes(model) -> list[str]:
     return [s.name for s in sites if s.kind in WRITER_KINDS]
 
 
+def writer_sites(model, names) -> list[str]:
+    """The writer sites (:func:`edge_nodes`) that the named sites or components write through:
+    a writer site itself, a component of it, or the hidden units of the sublayer it outputs
+    (``L0.mlp.hidden`` writes through ``L0.mlp``; an SSM's ``L0.state``/``L0.conv`` through
+    ``L0.mixer``), by the sites' layers and kinds."""
+    writers = edge_nodes(model)
+    if not writers:
+        return []
+    sites = {s.name: s for s in model.sites}
+    comps = {c.name: c for c in model.components}
+    out = set()
+    for n in names:
+        site = sites[n] if n in sites else sites[comps[n].site]
+        if site.name in writers:
+            out.add(site.name)
+            continue
+        same_layer = [w for w in writers if sites[w].layer == site.layer and sites[w].kind in ("mlp", "mixer")]
+        kind = "mlp" if site.kind == "mlp_hidden" else "mixer"
+        out.update(w for w in same_layer if sites[w].kind == kind)
+    return [w for w in writers if w in out]
+
+
 def find_edges(model, base_t, sources, components, *, targets, mask, clean_logits, threshold: float = 1e-3) -> tuple[tuple[tuple[str, str], ...], dict]:
     """Direct edges among ``components`` (plus embed and logits); returns (edges, scores)."""
     writers = edge_nodes(model)

@@ -4,15 +4,17 @@ Each validates itself on construction (types, shapes, finite values, orthonormal
 against a model with ``finding.validate(model)`` (site names exist, widths match); each has
 ``to_json()`` and ``from_json()`` (plain JSON: lists and floats, no pickle).
 
-- ``SiteScores``: an importance score per (site, position) (``scores``: site -> float array
-  ``[T]``) and/or per component (``components``: name -> float), with the ablation that
+- ``SiteScores``: an importance score per (site or component, position) (``scores``: name ->
+  float array ``[T]``; components are ``model.components``, the grain the evaluator scores)
+  and/or per name over all positions (``components``: name -> float), with the ablation that
   produced them (``"zero"``, ``"mean"``, ``"resample"``, or None for methods that ablate
   nothing, such as the controls).
 - ``Alignment``: variable -> :class:`AlignedVariable` (site, positions ``"all"`` or a tuple,
   an orthonormal basis ``[k, width]``, a lag, and optionally a :class:`Featurizer`, a sparse
   dictionary with an error term, which then defines the intervention).
-- ``Circuit``: the components (site names) kept, edges ``(upstream, downstream)`` where the
-  method finds them, and the ablation used to decide.
+- ``Circuit``: the components kept (component names; a site name keeps all of its components),
+  edges ``(upstream, downstream)`` between writer sites where the method finds them, and the
+  ablation used to decide.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def check_ablation(ablation) -> str:
 
 def _site_names(model) -> dict[str, int]:
     return {s.name: s.width for s in model.sites}
+
+
+def _scorable_names(model) -> list[str]:
+    """What a SiteScores or a Circuit may name: sites and components (``model.components``)."""
+    return list(dict.fromkeys([s.name for s in model.sites] + [c.name for c in model.components]))
 
 
 def _finite_array(x, what: str, ndim: int) -> np.ndarray:
@@ -103,10 +110,10 @@ class SiteScores:
         return out
 
     def validate(self, model) -> "SiteScores":
-        sites = _site_names(model)
-        unknown = [s for s in self.scores if s not in sites]
+        sites = _scorable_names(model)
+        unknown = [s for s in list(self.scores) + list(self.components) if s not in sites]
         if unknown:
-            raise FindingError(f"SiteScores names unknown sites {unknown}; the model's sites: {', '.join(sites)}")
+            raise FindingError(f"SiteScores names unknown sites or components {unknown}; the model's sites and components: {', '.join(sites)}")
         if self.scores and self.n_positions > model.max_len:
             raise FindingError(f"{self.n_positions} positions exceed the model's max_len {model.max_len}")
         return self
@@ -335,10 +342,10 @@ class Circuit:
             raise FindingError("circuit scores must be finite")
 
     def validate(self, model) -> "Circuit":
-        sites = _site_names(model)
+        sites = _scorable_names(model)
         unknown = [c for c in self.components if c not in sites]
         if unknown:
-            raise FindingError(f"Circuit names unknown components {unknown}; the model's components: {', '.join(sites)}")
+            raise FindingError(f"Circuit names unknown components {unknown}; the model's sites and components: {', '.join(sites)}")
         return self
 
     def to_json(self) -> dict:

@@ -10,10 +10,12 @@ Everything goes through ``model.sites``, ``model.run(tokens, cache=, interventio
 - :func:`metric`: per-example scores of the base's correct class at the readout positions
   (``logit``: its logit minus the mean logit; ``prob``; ``logprob``; ``changed``: the share of
   readout positions whose prediction differs from the clean run; ``kl``: KL(clean || patched)).
-- :func:`sweep`: the activation-patching sweep over (site, position) pairs in few forwards: one
+- :func:`sweep`: the activation-patching sweep over (name, position) pairs in few forwards: one
   row per (pair, example) stacked into large batches, each row patched at its own pair only
   (built from ``patch`` with one position per example), and rows whose patch changes nothing
-  skipped.
+  skipped. A name is a site or a component (``model.components``: a head, a block of units, a
+  group of channels), which patches only its units; methods work at the component grain the
+  evaluator scores unless told otherwise (:func:`node_names`).
 - :func:`mask_interventions`: the patch-mask mechanism shared by attribution, integrated
   gradients, ACDC and subnetwork probing: ``x -> x + p * (source - x)`` per component (site)
   with a patch amount ``p`` (0 keeps the model, 1 ablates) that may require grad and may vary
@@ -42,6 +44,36 @@ def device_of(model) -> torch.device:
         return next(iter(model.parameters())).device
     except (StopIteration, AttributeError, TypeError):
         return torch.device("cpu")
+
+
+def resolve(model, names: Iterable[str]) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """What each name patches: ``name -> (site, units)``, units None for a whole site. A name is
+    a site or a component (``model.components``)."""
+    sites = {s.name for s in model.sites}
+    comps = {c.name: c for c in model.components}
+    out = {}
+    for n in names:
+        if n in sites:  # a site, or a component that is a whole site (a head)
+            out[n] = (n, None)
+        elif n in comps:
+            out[n] = (comps[n].site, comps[n].units)
+        else:
+            raise ValueError(f"unknown site or component {n!r}; sites: {', '.join(sites)}; components: {', '.join(comps)}")
+    return out
+
+
+def node_names(model, grain: str = "component", names: Iterable[str] | None = None) -> list[str]:
+    """What a method scores or keeps: the requested names (sites or components, checked), else
+    every component (``grain="component"``, the grain the evaluator scores) or every site."""
+    if names is not None:
+        names = list(names)
+        resolve(model, names)
+        return names
+    if grain == "component":
+        return [c.name for c in model.components]
+    if grain == "site":
+        return [s.name for s in model.sites]
+    raise ValueError(f"grain {grain!r} must be 'component' or 'site'")
 
 
 def site_names(model, sites: Iterable[str] | None = None) -> list[str]:
@@ -108,15 +140,19 @@ class Setup:
     mask: torch.Tensor
 
 
-def setup(model, task, *, seed: int, budget, ablation: str, sites=None, length: int | None = None, all_sources: bool = False) -> Setup:
+def setup(model, task, *, seed: int, budget, ablation: str, sites=None, length: int | None = None, all_sources: bool = False,
+          grain: str = "component") -> Setup:
     """The common start of an ablation-based method; ``budget`` base inputs (default 32).
-    ``all_sources``: ablation sources for every site, not only ``sites`` (for edge finding)."""
+    ``names`` are ``sites`` (sites or components) if given, else every component or site by
+    ``grain``; ``sources`` are keyed by site. ``all_sources``: ablation sources for every site
+    (for edge finding)."""
     check_ablation(ablation)
     n = int(budget or 32)
     length = length or task.max_len
     base, source, _, _ = task.sample_interventions(n, seed=seed, length=length, variable=task.output.name)
-    names = site_names(model, sites)
-    sources = ablation_sources(model, task, base, site_names(model) if all_sources else names, ablation, seed=seed, source=source)
+    names = node_names(model, grain, sites)
+    needed = site_names(model) if all_sources else list(dict.fromkeys(site for site, _ in resolve(model, names).values()))
+    sources = ablation_sources(model, task, base, needed, ablation, seed=seed, source=source)
     targets, mask = readout(task, base)
     return Setup(n, length, base, names, sources, targets, mask)
 
@@ -175,11 +211,19 @@ def _rows_of(source: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
     return source if source.dim() < 3 or source.shape[0] == 1 else source[examples]
 
 
-def _rows_patch(source: torch.Tensor, rows: torch.Tensor, examples: torch.Tensor, positions: torch.Tensor):
+def _unit_mask(units, width: int, device) -> torch.Tensor:
+    """``[1, width]`` boolean: the coordinates a name patches (all of them for a site)."""
+    m = torch.ones(1, width, dtype=torch.bool, device=device) if units is None else torch.zeros(1, width, dtype=torch.bool, device=device)
+    if units is not None:
+        m[0, torch.as_tensor(units, dtype=torch.long, device=device)] = True
+    return m
+
+
+def _rows_patch(source: torch.Tensor, rows: torch.Tensor, examples: torch.Tensor, positions: torch.Tensor, unit_rows: torch.Tensor | None = None):
     """One site's intervention for the stacked rows of a sweep chunk: row ``rows[i]`` (which
     holds example ``examples[i]``) is patched at ``positions[i]`` (-1: every position) with that
-    example's source; every other row is left alone, so a row costs one patch whatever the
-    number of sites."""
+    example's source, on the coordinates ``unit_rows[i]`` (``[R, W]`` boolean; None: all); every
+    other row is left alone, so a row costs one patch whatever the number of sites."""
     src = _rows_of(source, examples)
     every = positions < 0
     whole = patch(src[every] if src.dim() == 3 and src.shape[0] > 1 else src) if every.any() else None
@@ -187,18 +231,23 @@ def _rows_patch(source: torch.Tensor, rows: torch.Tensor, examples: torch.Tensor
 
     def fn(x, pos):
         out = x.clone()
-        if whole is not None:
-            out[rows[every]] = whole(x[rows[every]], pos)
-        if one is not None:
-            out[rows[~every]] = one(x[rows[~every]], pos)
+        for sel, f in ((every, whole), (~every, one)):
+            if f is None:
+                continue
+            r = rows[sel]
+            new = f(x[r], pos)
+            if unit_rows is not None:
+                new = torch.where(unit_rows[sel][:, None, :], new, x[r])
+            out[r] = new
         return out
 
     return fn
 
 
 def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[str, int | None]], *, targets, mask, kind: str = "logit", clean_logits=None, max_rows: int = 512) -> np.ndarray:
-    """Effect of patching each ``(site, position)`` (position None: every position) with
-    ``sources[site]``, averaged over the base batch. Returns ``[len(pairs)]``.
+    """Effect of patching each ``(name, position)`` (position None: every position) with its
+    site's ``sources[site]``, averaged over the base batch. Returns ``[len(pairs)]``. A name is a
+    site or a component (:func:`resolve`); a component patches only its units.
 
     The pairs are batched: one row per (pair, example), up to ``max_rows`` rows per forward,
     each row patched at its own pair only. A row whose patch would not change the activation
@@ -211,7 +260,8 @@ def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[s
     """
     base_t = as_tokens(model, base)
     B, T = base_t.shape
-    used = list(dict.fromkeys(site for site, _ in pairs))
+    where = resolve(model, dict.fromkeys(name for name, _ in pairs))
+    used = list(dict.fromkeys(where[name][0] for name, _ in pairs))
     with torch.no_grad():
         res = model.run(base_t, cache=used)
     prefix = model.prefix(base_t)
@@ -223,19 +273,22 @@ def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[s
     by_time = getattr(model, "resumes_positions", False)
 
     def start_key(i):
-        site, pos = pairs[i]
+        site, pos = where[pairs[i][0]][0], pairs[i][1]
         p = 0 if pos is None else pos
         return (-p, -layer[site], used.index(site)) if by_time else (-layer[site], -p, used.index(site))
 
     work = []  # (pair index, examples whose activation the patch changes), latest starts first
     for i in sorted(range(len(pairs)), key=start_key):
-        site, pos = pairs[i]
+        (site, units), pos = where[pairs[i][0]], pairs[i][1]
         acts = res.cache[site]
-        src = sources[site].to(acts.dtype)
+        src = sources[site].to(acts.dtype).expand_as(acts)
+        if units is not None:
+            idx = torch.as_tensor(units, dtype=torch.long, device=acts.device)
+            acts, src = acts[..., idx], src[..., idx]
         if pos is None:
-            changed = (src.expand_as(acts) != acts).flatten(1).any(1)
+            changed = (src != acts).flatten(1).any(1)
         else:
-            changed = (src.expand_as(acts)[:, pos] != acts[:, pos]).any(-1)
+            changed = (src[:, pos] != acts[:, pos]).any(-1)
         ex = changed.nonzero()[:, 0]
         if ex.numel():
             work.append((i, ex))
@@ -247,24 +300,26 @@ def sweep(model, base, sources: dict[str, torch.Tensor], pairs: Sequence[tuple[s
             chunk.append(item)
             rows += item[1].numel()
             continue
-        _run_chunk(model, base_t, prefix, layer, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B)
+        _run_chunk(model, base_t, prefix, layer, sources, pairs, where, chunk, targets, mask, kind, clean_logits, clean_value, out, B)
         chunk, rows = ([item], item[1].numel()) if item is not None else ([], 0)
     return out
 
 
-def _run_chunk(model, base_t, prefix, layer, sources, pairs, chunk, targets, mask, kind, clean_logits, clean_value, out, B):
+def _run_chunk(model, base_t, prefix, layer, sources, pairs, where, chunk, targets, mask, kind, clean_logits, clean_value, out, B):
     if not chunk:
         return
     dev = base_t.device
     examples = torch.cat([ex for _, ex in chunk])
     starts = np.cumsum([0] + [ex.numel() for _, ex in chunk])
     interventions = {}
-    for site in dict.fromkeys(pairs[i][0] for i, _ in chunk):
-        ks = [k for k, (i, _) in enumerate(chunk) if pairs[i][0] == site]
+    for site in dict.fromkeys(where[pairs[i][0]][0] for i, _ in chunk):
+        ks = [k for k, (i, _) in enumerate(chunk) if where[pairs[i][0]][0] == site]
         rows = torch.cat([torch.arange(int(starts[k]), int(starts[k + 1]), device=dev) for k in ks])
         pos = torch.cat([torch.full((chunk[k][1].numel(),), -1 if pairs[chunk[k][0]][1] is None else int(pairs[chunk[k][0]][1]), dtype=torch.long, device=dev) for k in ks])
-        interventions[site] = _rows_patch(sources[site], rows, examples[rows], pos)
-    first_layer = min(layer[pairs[i][0]] for i, _ in chunk)
+        width = sources[site].shape[-1]
+        unit_rows = torch.cat([_unit_mask(where[pairs[chunk[k][0]][0]][1], width, dev).expand(chunk[k][1].numel(), -1) for k in ks])
+        interventions[site] = _rows_patch(sources[site], rows, examples[rows], pos, unit_rows)
+    first_layer = min(layer[where[pairs[i][0]][0]] for i, _ in chunk)
     first_position = min(0 if pairs[i][1] is None else pairs[i][1] for i, _ in chunk)
     start = Start(prefix, layer=first_layer, position=first_position, rows=examples)
     with torch.no_grad():
@@ -274,23 +329,34 @@ def _run_chunk(model, base_t, prefix, layer, sources, pairs, chunk, targets, mas
         out[i] = float(row_effect[starts[k] : starts[k + 1]].sum()) / B
 
 
-def mask_interventions(sources: dict[str, torch.Tensor], amounts: dict[str, torch.Tensor], reps: int = 1) -> dict:
-    """The patch mask: per site ``x -> x + p * (source - x)``; ``amounts[site]`` is a scalar,
-    ``[R]`` (per row) or ``[R, T]`` (per row and position) tensor of patch amounts in [0, 1]
-    (0 keeps the model's activation, 1 replaces it with the ablation); ``R`` = reps x batch."""
+def mask_interventions(sources: dict[str, torch.Tensor], amounts: dict[str, torch.Tensor], reps: int = 1, where: dict | None = None) -> dict:
+    """The patch mask: per name ``x -> x + p * (source - x)`` on its coordinates; ``amounts[name]``
+    is a scalar, ``[R]`` (per row) or ``[R, T]`` (per row and position) tensor of patch amounts in
+    [0, 1] (0 keeps the model's activation, 1 replaces it with the ablation); ``R`` = reps x
+    batch. ``where`` (:func:`resolve`) maps names that are components to their site and units;
+    without it every name is a site. Names of one site add up into one intervention."""
+    by_site: dict[str, list] = {}
+    for name, p in amounts.items():
+        site, units = where[name] if where is not None else (name, None)
+        by_site.setdefault(site, []).append((units, p))
     out = {}
-    for site, p in amounts.items():
-        src = sources[site]
-        full = patch(_tile(src, reps))
+    for site, parts in by_site.items():
+        full = patch(_tile(sources[site], reps))
+        width = sources[site].shape[-1]
 
-        def fn(x, pos, full=full, p=p):
-            if p.dim() == 2:
-                amt = p[:, pos][..., None]
-            elif p.dim() == 1:
-                amt = p[:, None, None]
-            else:
-                amt = p
-            return x + amt.to(x.dtype) * (full(x, pos) - x)
+        def fn(x, pos, full=full, parts=parts, width=width):
+            delta = full(x, pos) - x
+            total = torch.zeros_like(x)
+            for units, p in parts:
+                if p.dim() == 2:
+                    amt = p[:, pos][..., None]
+                elif p.dim() == 1:
+                    amt = p[:, None, None]
+                else:
+                    amt = p
+                m = 1.0 if units is None else _unit_mask(units, width, x.device).to(x.dtype)
+                total = total + amt.to(x.dtype) * m
+            return x + total * delta
 
         out[site] = fn
     return out

@@ -45,7 +45,20 @@ BUILTIN: dict[str, str] = {
     "oracle": "methods.controls:oracle",
     "oracle_alignment": "methods.controls:oracle_alignment",
     "oracle_circuit": "methods.controls:oracle_circuit",
+    "constant": "methods.baselines:constant",
+    "layer_order": "methods.baselines:layer_order",
+    "site_width": "methods.baselines:site_width",
+    "activation_variance": "methods.baselines:activation_variance",
+    "activation_norm": "methods.baselines:activation_norm",
+    "full_site_alignment": "methods.baselines:full_site_alignment",
+    "keep_all_circuit": "methods.baselines:keep_all_circuit",
 }
+# the controls: methods that find nothing on purpose (random, the degenerate baselines) or read
+# the ground truth (the oracles); the evaluator runs them beside every method
+RANDOM_CONTROLS = ("random", "random_alignment", "random_circuit")
+ORACLES = ("oracle", "oracle_alignment", "oracle_circuit")
+DEGENERATE = ("constant", "layer_order", "site_width", "activation_variance", "activation_norm", "full_site_alignment", "keep_all_circuit")
+CONTROLS = RANDOM_CONTROLS + ORACLES + DEGENERATE
 
 _REGISTERED: dict[str, Callable] = {}
 

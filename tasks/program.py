@@ -261,6 +261,7 @@ class Aggregate(Variable):
         if value is None and reduce != "count":
             raise ValueError(f"Aggregate {name!r}: reduction {reduce!r} needs a value variable")
         self.select, self.value, self.reduce = select, value, reduce
+        self.max_len = max_len
         self.inputs = select.variables + ((value,) if value is not None else ())
         if reduce in ("count", "sum"):  # how many positions can be selected bounds the result
             n = 1 if select.kind == "offset" else (max_len if max_len is not None else _max_len_of(self.inputs))
@@ -355,11 +356,20 @@ def _ancestors(roots: Iterable[Variable]) -> list[Variable]:
 
 
 class Program:
-    """A program: its output variable and every variable it depends on, in dependency order."""
+    """A program: its output variable and every variable it depends on, in dependency order.
 
-    def __init__(self, output: Variable):
+    ``decoys``: extra sink variables computed beside the output from the same inputs and read by
+    nothing the output uses (see :mod:`tasks.decoys`). A program with decoys is still one
+    program: the interpreter evaluates and intervenes on every variable; ``output_names`` are
+    the variables the output depends on, ``decoy_names`` the rest.
+    """
+
+    def __init__(self, output: Variable, decoys: Sequence[Variable] = ()):
         self.output = output
-        self.variables: tuple[Variable, ...] = tuple(_ancestors([output]))
+        self.decoys: tuple[Variable, ...] = tuple(decoys)
+        self.variables: tuple[Variable, ...] = tuple(_ancestors([output, *self.decoys]))
+        self.output_names: frozenset[str] = frozenset(v.name for v in _ancestors([output]))
+        self.decoy_names: tuple[str, ...] = tuple(v.name for v in self.variables if v.name not in self.output_names)
         by_name: dict[str, Variable] = {}
         for v in self.variables:
             if v.name in by_name:
@@ -388,8 +398,8 @@ class Program:
         return tuple(v.name for v in self.variables)
 
     def depends_on(self, name: str) -> bool:
-        """Whether the output reads variable ``name`` (every variable of a program does)."""
-        return name in self.by_name
+        """Whether the output reads variable ``name`` (every variable but the decoys)."""
+        return name in self.output_names
 
     def layers(self) -> dict[str, int]:
         """Depth of each variable: inputs 0, a sequence-mixing node one past its deepest input."""
@@ -404,6 +414,6 @@ class Program:
         width = max(len(v.name) for v in self.variables)
         lines = []
         for v in self.variables:
-            mark = "   <- output" if v is self.output else ""
+            mark = "   <- output" if v is self.output else ("   <- decoy output" if v in self.decoys else "")
             lines.append(f"{v.name:<{width}} = {v.describe():<48} : {v.value_set}{mark}")
         return "\n".join(lines)

@@ -53,6 +53,7 @@ class Task:
     mode: str = TRANSDUCTION
     generate: Callable[[np.random.Generator, int, int, "Task"], np.ndarray] | None = None  # balanced sampler
     doc: str = ""
+    decoys: bool = False  # the program carries its decoy clone (tasks.decoys); see with_decoys
 
     def __post_init__(self):
         if self.vocab[BOS] != "BOS":
@@ -67,7 +68,12 @@ class Task:
     # -- structure -------------------------------------------------------------------------
     @cached_property
     def program(self) -> Program:
-        return self.build(self.max_len)
+        program = self.build(self.max_len)
+        if self.decoys:
+            from .decoys import relabelling, with_decoys
+
+            program = with_decoys(program, relabelling(self.vocab, self.alphabet), self.max_len)
+        return program
 
     @property
     def output(self) -> Variable:
@@ -94,6 +100,11 @@ class Task:
     def with_max_len(self, max_len: int) -> "Task":
         """The same task for inputs of at most ``max_len`` positions."""
         return replace(self, max_len=int(max_len))
+
+    def with_decoys(self, decoys: bool = True) -> "Task":
+        """The same task whose program also computes its decoy clone (:mod:`tasks.decoys`): the
+        same inputs and outputs, more variables."""
+        return self if self.decoys == bool(decoys) else replace(self, decoys=bool(decoys))
 
     # -- input checking ----------------------------------------------------------------------
     def validate(self, tokens) -> np.ndarray:
@@ -130,6 +141,15 @@ class Task:
         return self.validate([[self.vocab.index(s) for s in symbols]])
 
     # -- semantics ---------------------------------------------------------------------------
+    def possible_readout(self, length: int | None = None) -> np.ndarray:
+        """Boolean ``[length]``: the positions some valid input reads out (seq2seq: over every
+        SEP position the sampler draws)."""
+        L = self.max_len if length is None else int(length)
+        t = np.arange(L)
+        if self.mode == TRANSDUCTION:
+            return t >= 1
+        return (t >= 2) & (t <= 2 * self.sep_position(L) - 2)
+
     def readout_mask(self, tokens: np.ndarray) -> np.ndarray:
         """Boolean ``[n, L]``: the positions whose output is part of the task."""
         tokens = np.asarray(tokens)
@@ -187,15 +207,19 @@ class Task:
     # -- sampling ----------------------------------------------------------------------------
     @staticmethod
     def sep_position(length: int) -> int:
-        """Where SEP goes in a seq2seq input of ``length`` positions: after m = length // 2 tokens."""
+        """The latest SEP position of a seq2seq input of ``length`` positions (after m = length // 2
+        tokens, the longest input whose whole output fits); samplers draw SEP anywhere in
+        ``2..sep_position(length)``, the positions after the output holding filler tokens."""
         return length // 2 + 1
 
     def random_inputs(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        """Uniform inputs in the task's format (no balancing)."""
+        """Uniform inputs in the task's format (no balancing); in seq2seq mode SEP at a uniform
+        position in ``2..sep_position(length)`` per input, so inputs of every length occur."""
         tokens = rng.choice(np.asarray(self.alphabet), size=(n, length))
         tokens[:, 0] = BOS
         if self.mode == SEQ2SEQ:
-            tokens[:, self.sep_position(length)] = self.sep
+            sep = rng.integers(2, self.sep_position(length) + 1, size=n)
+            tokens[np.arange(n), sep] = self.sep
         return tokens
 
     def sample(self, n: int, seed: int = 0, length: int | None = None) -> Sample:

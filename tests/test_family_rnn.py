@@ -7,7 +7,6 @@ the same three checks also run on reparametrised compiled models.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -134,10 +133,7 @@ def test_too_long_input_and_bad_token_are_refused():
 @pytest.mark.parametrize("task_name", tasks.names())
 def test_compiled_structure(task_name):
     task = tasks.get(task_name)
-    start = time.perf_counter()
-    model = zoo.compile(task_name, "rnn")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"compiling {task_name} took {elapsed:.2f}s"  # ~0.02s; generous for loaded machines
+    model = zoo.compile(task_name, "rnn")  # compile speed: python -m benchmarks.compile
     gt = model.ground_truth
     assert isinstance(model, RNN) and model.family == "rnn"
     assert set(gt.variables) == set(task.program.names) and set(gt.components) == set(task.program.names)

@@ -24,7 +24,9 @@ class ToyParity(ZooModel):
     """Parity by a 2-state recurrence: ``h_t = (1 - x1_t) h_{t-1} + x1_t swap(h_{t-1})`` where x1
     is the embedding's token-'1' unit (the state is the running count of ones mod 2, carried to
     later steps); ``L0.out`` reads the states out per position (the program's ``parity``);
-    logits = scale * out. ``L0.junk`` is tapped and unused."""
+    logits = scale * out. ``L0.junk`` is tapped and unused. Its components are the three
+    non-embedding sites, whole; the ground truth puts ``L0.hidden`` and ``L0.out`` in the circuit
+    at every position but BOS and ``L0.junk`` out of it."""
 
     family = "toy"
 
@@ -32,12 +34,15 @@ class ToyParity(ZooModel):
         super().__init__()
         self.vocab_size, self.max_len = 3, max_len
         self.scale = torch.nn.Parameter(torch.tensor(4.0))
+        inside = (-1,) + (1,) * (max_len - 1)
         self.ground_truth = GroundTruth(
             {"tokens": Location("embed", np.eye(3)), "parity": Location("L0.out", np.eye(2))},
-            {"parity": ("L0.hidden", "L0.out")}, ("embed", "L0.hidden", "L0.out"), (), {"embed": ("tokens",), "L0.out": ("parity",)})
+            {"parity": ("L0.hidden", "L0.out")}, ("embed", "L0.hidden", "L0.out"), (), {"embed": ("tokens",), "L0.out": ("parity",)},
+            cells={"L0.junk": (-1,) + (0,) * (max_len - 1), "L0.hidden": inside, "L0.out": inside},
+            component_variables={"L0.junk": (), "L0.hidden": ("parity",), "L0.out": ("parity",)})
 
     def site_list(self):
-        return [Site("embed", 0, "embed", 3), Site("L0.junk", 0, "mlp", 4), Site("L0.hidden", 0, "hidden", 2, recurrent=True), Site("L0.out", 0, "mlp", 2)]
+        return [Site("embed", 0, "embed", 3), Site("L0.junk", 0, "mlp_hidden", 4), Site("L0.hidden", 0, "hidden", 2, recurrent=True), Site("L0.out", 0, "mlp_hidden", 2)]
 
     def _forward(self, tokens, tap):
         B, T = tokens.shape
@@ -92,7 +97,7 @@ def test_methods_cannot_read_ground_truth_but_the_oracle_can(toy):
     with pytest.raises(PermissionError, match="ground_truth"):
         methods.run(sneaky, toy, TASK)
     found = methods.run("oracle_circuit", toy, TASK)
-    assert found.components == ("embed", "L0.hidden", "L0.out")
+    assert found.components == ("L0.hidden", "L0.out")
     assert toy.ground_truth is not None  # the real model is untouched
 
 
@@ -183,11 +188,12 @@ def test_batched_sweep_equals_one_forward_per_patch(ablation, kind, n, seed, max
 
 def test_activation_patching_finds_the_toy_circuit(toy):
     for ablation in methods.ABLATIONS:
-        f = methods.run("activation_patching", toy, TASK, budget=16, ablation=ablation)
+        f = methods.run("activation_patching", toy, TASK, budget=16, ablation=ablation, grain="site")
         assert f.ablation == ablation and f.n_positions == TASK.max_len
         assert np.all(f.scores["L0.junk"] == 0) and f.components["L0.junk"] == 0
         assert f.components["L0.hidden"] > 0 and f.components["embed"] > 0
     f = methods.run("activation_patching", toy, TASK, budget=16)
+    assert set(f.scores) == {c.name for c in toy.components} == {"L0.junk", "L0.hidden", "L0.out"}  # components by default
     # a patched state at t carries the source's parity into every later output: the effect grows with t
     assert f.scores["L0.hidden"][0] == 0 and f.scores["L0.hidden"][1] > f.scores["L0.hidden"][-1] > 0
 
@@ -201,8 +207,8 @@ def test_attribution_patching_is_exact_where_the_metric_is_linear_in_the_site(to
 
 
 def test_integrated_gradients_is_complete(toy):
-    ap = methods.run("activation_patching", toy, TASK, budget=16, metric="logit")
-    ig = methods.run("integrated_gradients", toy, TASK, budget=16, metric="logit", steps=32)
+    ap = methods.run("activation_patching", toy, TASK, budget=16, metric="logit", grain="site")
+    ig = methods.run("integrated_gradients", toy, TASK, budget=16, metric="logit", steps=32, grain="site")
     for s in ("embed", "L0.hidden"):  # a site's IG sums to its whole-site patching effect
         assert ig.scores[s].sum() == pytest.approx(ap.components[s], rel=0.02, abs=1e-3)
     assert np.all(ig.scores["L0.junk"] == 0)
@@ -235,7 +241,9 @@ def test_sae_featurizer_patches_what_it_claims(toy):
 def test_circuit_methods_drop_the_unused_site(name, toy):
     for ablation in ("mean", "resample"):
         c = methods.run(name, toy, TASK, budget=16, ablation=ablation, **FAST.get(name, {}))
-        assert c.ablation == ablation and set(c.components) == {"embed", "L0.hidden", "L0.out"}
+        assert c.ablation == ablation and set(c.components) == {"L0.hidden", "L0.out"}
+        c = methods.run(name, toy, TASK, budget=16, ablation=ablation, grain="site", **FAST.get(name, {}))
+        assert set(c.components) == {"embed", "L0.hidden", "L0.out"}
 
 
 @pytest.mark.parametrize("name", [n for n in methods.registry.BUILTIN])
@@ -247,9 +255,10 @@ def test_every_builtin_is_deterministic_for_a_seed(name, toy):
 
 def test_random_control_depends_on_the_seed_and_oracle_scores_the_circuit(toy):
     a, b = methods.run("random", toy, TASK, seed=0), methods.run("random", toy, TASK, seed=1)
-    assert not np.array_equal(a.scores["embed"], b.scores["embed"])
+    assert not np.array_equal(a.scores["L0.hidden"], b.scores["L0.hidden"])
     o = methods.run("oracle", toy, TASK)
-    assert o.components == {"embed": 1.0, "L0.junk": 0.0, "L0.hidden": 1.0, "L0.out": 1.0}
+    assert set(o.scores) == {"L0.junk", "L0.hidden", "L0.out"} and not o.scores["L0.junk"].any()
+    assert o.scores["L0.hidden"].tolist() == [0.0] + [1.0] * (TASK.max_len - 1)
     assert methods.run("oracle_alignment", toy, TASK).iia(toy, TASK, "parity", n=64) == 1.0
 
 

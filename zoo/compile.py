@@ -35,12 +35,18 @@ def check_family(arch: str) -> str:
     return arch
 
 
-def compile(task: Task | str, arch: str, max_len: int | None = None, seed: int = 0):
-    """Exact weights for ``task`` in family ``arch`` (``transformer``, ``rnn`` or ``ssm``)."""
+def compile(task: Task | str, arch: str, max_len: int | None = None, seed: int = 0, decoys: bool = False):
+    """Exact weights for ``task`` in family ``arch`` (``transformer``, ``rnn`` or ``ssm``).
+
+    ``decoys=True`` compiles the program's decoy clone beside it (:mod:`tasks.decoys`): the same
+    function, with components that compute real, varying things no output reads (the ground
+    truth marks them); the evaluator scores models with decoys.
+    """
     task = get_task(task) if isinstance(task, str) else task
     if max_len is not None:
         task = task.with_max_len(max_len)
+    task = task.with_decoys(decoys)
     module = importlib.import_module(f"zoo.compilers.{check_family(arch)}")
     model = module.compile_program(task, seed=seed)
-    model.meta.update({"task": task.name, "max_len": task.max_len, "kind": "compiled", "seed": seed, "family": arch})
+    model.meta.update({"task": task.name, "max_len": task.max_len, "kind": "compiled", "seed": seed, "family": arch, "decoys": bool(decoys)})
     return model

@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
+from .components import Component, component_list
 from .ground_truth import GroundTruth
 from .sites import NULL_TAP, Intervention, RunResult, Site, Tap
 
@@ -61,6 +62,7 @@ class ZooModel(nn.Module):
         super().__init__()
         self.ground_truth: GroundTruth | None = None
         self.meta: dict = {}  # task name, how it was made (compiled / trained), card
+        self.partition: dict[str, list[list[int]]] = {}  # site -> unit blocks (zoo.components)
 
     # -- to implement ----------------------------------------------------------------------
     def site_list(self) -> list[Site]:
@@ -85,6 +87,17 @@ class ZooModel(nn.Module):
             if s.name == name:
                 return s
         raise KeyError(f"unknown site {name!r}; this model's sites: {', '.join(s.name for s in self.site_list())}")
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        """The model's components (heads, unit blocks, channel groups): see :mod:`zoo.components`."""
+        return tuple(component_list(self.site_list(), self.partition))
+
+    def component(self, name: str) -> Component:
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise KeyError(f"unknown component {name!r}; this model's components: {', '.join(c.name for c in self.components)}")
 
     def check_tokens(self, tokens) -> torch.Tensor:
         """``tokens`` as a LongTensor ``[B, T]``, or a ValueError naming the bad value and the limit."""

@@ -98,14 +98,20 @@ def _position_mask(positions_arg, positions: torch.Tensor, batch: int) -> torch.
     return positions[None, :] == target[:, None]
 
 
-def patch(source: torch.Tensor, positions=None, basis: torch.Tensor | None = None) -> Intervention:
+def patch(source: torch.Tensor, positions=None, basis: torch.Tensor | None = None, units=None) -> Intervention:
     """Replace activations with ``source`` at ``positions``, within the row space of ``basis``.
 
     ``source`` is ``[B, T, W]`` (a cached run), or broadcastable to it (``[W]`` for a mean or a
     zero ablation). ``positions``: None (every position), an int, or one int per example.
     ``basis``: None (the whole site) or ``[k, W]`` with orthonormal rows; then only the
     component of ``x`` in that subspace is replaced: ``x + (source - x) @ basis.T @ basis``.
+    ``units``: the coordinates of a component (:class:`zoo.components.Component`), the same as
+    an axis-aligned basis on them, without the matrix products.
     """
+    unit_mask = None
+    if units is not None:
+        unit_mask = torch.zeros(source.shape[-1], dtype=torch.bool, device=source.device)
+        unit_mask[torch.as_tensor(list(units), dtype=torch.long, device=source.device)] = True
 
     def fn(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         src = source
@@ -116,6 +122,8 @@ def patch(source: torch.Tensor, positions=None, basis: torch.Tensor | None = Non
         if basis is not None:
             b = basis.to(x.dtype)
             delta = (delta @ b.T) @ b
+        if unit_mask is not None:
+            delta = delta * unit_mask.to(x.device, x.dtype)
         mask = _position_mask(positions, pos, x.shape[0])
         return x + delta * mask[..., None].to(x.dtype)
 

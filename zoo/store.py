@@ -21,6 +21,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .components import check_partition
 from .families import family_class
 from .ground_truth import GroundTruth
 from .model import ZooModel
@@ -55,6 +56,7 @@ def save(model: ZooModel, directory) -> Path:
         "family": model.family,
         "config": dataclasses.asdict(model.config),
         "meta": model.meta,
+        "partition": model.partition,
         "sha256": hashes,
     }
     (d / CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
@@ -119,6 +121,10 @@ def load(directory) -> ZooModel:
             raise ModelFileError(f"trained model in {d} is refused: {problem} in {CONFIG} (measured accuracy and IIA must be recorded); re-train it with `zoo train` or `zoo build`")
     model.load_state_dict(tensors)
     model.meta = meta
+    try:
+        model.partition = check_partition(model.site_list(), config.get("partition", {}))
+    except ValueError as err:
+        raise ModelFileError(f"corrupt model file {d / CONFIG}: {err}; re-create the model") from None
     if (d / GROUND_TRUTH).is_file() and GROUND_TRUTH in config["sha256"]:
         model.ground_truth = GroundTruth.from_json(json.loads((d / GROUND_TRUTH).read_text()))
     model.eval()

@@ -86,7 +86,8 @@ from tasks.program import Aggregate, Indices, Map, Scan, Sum, Tokens, Variable
 
 from ..compile import CompileError
 from ..families.rnn import RNN, RNNConfig
-from ..ground_truth import GroundTruth, Location
+from ..cells import Block, attach
+from ..ground_truth import GroundTruth, Location, Readout
 from .rnn_units import EXACT_LIMIT, FAMILY, INTERNAL, MAX_UNITS, TIME, VAR, Acc, Aff, UnitBuilder, unit_aff
 
 
@@ -96,6 +97,7 @@ class Builder(UnitBuilder):
     # -- primitives ----------------------------------------------------------------------------
     def build(self):
         for v in self.program.variables:
+            self.current = v.name
             if isinstance(v, Tokens):
                 self.home[v.name] = Acc(-1, onehot={i: unit_aff(i) for i in range(self.vocab)})
             elif isinstance(v, Indices):
@@ -118,7 +120,7 @@ class Builder(UnitBuilder):
             raise CompileError(FAMILY, "Indices", f"indices built for max_len {v.max_len} < task max_len {self.max_len}")
         n = v.value_set.size
         chain = self.chain(0, n - 1)
-        units = [self.unit(0, VAR, rec=self.first(0))] + [self.unit(0, VAR, rec=unit_aff(chain[i - 1])) for i in range(1, n)]
+        units = [self.unit(0, VAR, rec=self.first(0), mode="const")] + [self.unit(0, VAR, rec=unit_aff(chain[i - 1]), mode="const") for i in range(1, n)]
         self.home[v.name] = Acc(0, onehot={i: unit_aff(u) for i, u in zip(v.value_set.values, units)})
 
     @staticmethod
@@ -231,7 +233,7 @@ class Builder(UnitBuilder):
         L = 0 if v.value is None else 1 + self.avail(v.value, onehot=False)
         inc = Aff(c=1.0) if v.value is None else self.acc(v.value, L - 1, False).value
         S = float(max(0, -v.value_set.lo))
-        c = self.unit(L, VAR, inp=inc)
+        c = self.unit(L, VAR, inp=inc, mode="state")
         self.connect(L, c, rec=unit_aff(c) + S * self.first(L) if S else unit_aff(c))
         self.home[v.name] = Acc(L, value=Aff({c: 1.0}, -S))
 
@@ -244,8 +246,8 @@ class Builder(UnitBuilder):
         idx = range(1, n) if v.reduce == "max" else range(0, n - 1)
         for i in idx:
             a = sum((F[x] for x in v.value.value_set.values if (x >= u[i] if v.reduce == "max" else x <= u[i])), Aff())
-            kept = self.unit(L, VAR)
-            new = self.unit(L, VAR, inp=a)
+            kept = self.unit(L, VAR, mode="state")
+            new = self.unit(L, VAR, inp=a, mode="state")
             g = Aff({kept: 1.0, new: 1.0})
             self.connect(L, kept, rec=g)
             self.connect(L, new, rec=-g)
@@ -266,9 +268,9 @@ class Builder(UnitBuilder):
             L = 1 + self.avail(v.value, onehot=True)
             F = self.acc(v.value, L - 1, True).onehot
         default = 0 if v.reduce in ("count", "sum") else v.default
-        line = {val: self.unit(L, INTERNAL, inp=f) for val, f in F.items()}
+        line = {val: self.unit(L, INTERNAL, inp=f, mode="state") for val, f in F.items()}
         for _ in range(k - 1):
-            line = {val: self.unit(L, INTERNAL, rec=unit_aff(u)) for val, u in line.items()}
+            line = {val: self.unit(L, INTERNAL, rec=unit_aff(u), mode="state") for val, u in line.items()}
         early = self.early(L, k)
         onehot = {}
         for w in v.value_set.values:
@@ -285,7 +287,7 @@ class Builder(UnitBuilder):
         for k in key.value_set.values:
             if k not in Fq:
                 continue
-            n = self.unit(L, INTERNAL, inp=Fk[k])
+            n = self.unit(L, INTERNAL, inp=Fk[k], mode="state")
             self.connect(L, n, rec=unit_aff(n))
             g = self.unit(L, VAR, inp=Fk[k] + M * Fq[k] - M, rec=unit_aff(n))
             reads = reads + unit_aff(g)
@@ -310,8 +312,8 @@ class Builder(UnitBuilder):
         for k in keys:
             pw = {}
             for x in vals:
-                P = self.unit(s, INTERNAL if keyed else VAR)
-                W = self.unit(s, INTERNAL if keyed else VAR, inp=Fk[k] + Fv[x] - 1.0)
+                P = self.unit(s, INTERNAL if keyed else VAR, mode="state")
+                W = self.unit(s, INTERNAL if keyed else VAR, inp=Fk[k] + Fv[x] - 1.0, mode="state")
                 pw[x] = (P, W)
                 mem[k, x] = Aff({P: 1.0, W: 1.0})
             seen = sum((mem[k, x] for x in vals), Aff())
@@ -346,7 +348,7 @@ class Builder(UnitBuilder):
         L = 1 + self.avail(x, True)
         F = self.acc(x, L - 1, True).onehot
         states, inputs = v.value_set.values, x.value_set.values
-        P = {(q, a): self.unit(L, VAR) for q in states for a in inputs}
+        P = {(q, a): self.unit(L, VAR, mode="state") for q in states for a in inputs}
         S = {q: Aff() for q in states}
         for i, q in enumerate(states):
             for j, a in enumerate(inputs):
@@ -361,8 +363,13 @@ class Builder(UnitBuilder):
     # -- assembly ------------------------------------------------------------------------------
     def assemble(self) -> RNN:
         out = self.program.output
-        top = max(0, self.home[out.name].layer)
-        read = self.acc(out, top, out.value_set.kind == "categorical" or self.home[out.name].onehot is not None)
+        sinks = (out, *self.program.decoys)
+        top = max(0, *(self.home[v.name].layer for v in sinks))
+        reads = {}
+        for v in sinks:
+            self.current = v.name
+            reads[v.name] = self.acc(v, top, v.value_set.kind == "categorical" or self.home[v.name].onehot is not None)
+        read = reads[out.name]
         self.layers = self.layers[: top + 1]
         H = max(1, max(len(L) for L in self.layers))
         V = self.vocab
@@ -398,7 +405,22 @@ class Builder(UnitBuilder):
             model.readout.weight.copy_(torch.from_numpy(W))
             model.readout.bias.copy_(torch.from_numpy(c))
         model.ground_truth = self.ground_truth(H)
+        blocks = [Block(f"L{k}.hidden", [u], [role]) for (k, u), role in self.roles.items() if k < len(self.layers)]
+        attach(model, self.task, model.ground_truth, blocks)
+        model.ground_truth.readouts = {v.name: self.readout(v, reads[v.name], top, H) for v in self.program.decoys}
         return model
+
+    @staticmethod
+    def readout(v: Variable, read: Acc, top: int, H: int) -> Readout:
+        """Decode ``v`` from the top layer as the readout decodes the output."""
+        vals = v.value_set.values
+        W, c = np.zeros((len(vals), H)), np.zeros(len(vals))
+        for i, val in enumerate(vals):
+            f = read.onehot[val] if read.onehot is not None else 2.0 * val * read.value + (-float(val) ** 2)
+            for j, w in f.w.items():
+                W[i, j] = w
+            c[i] = f.c
+        return Readout(f"L{top}.hidden", W, c, vals)
 
     def ground_truth(self, H: int) -> GroundTruth:
         site = lambda k: "embed" if k < 0 else f"L{k}.hidden"  # noqa: E731

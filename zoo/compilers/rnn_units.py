@@ -108,6 +108,8 @@ class UnitBuilder:
         self.clocks: dict[int, int] = {}
         self.chains: dict[int, list[int]] = {}
         self.components: dict[str, list[int]] = defaultdict(list)
+        self.current = ""  # the variable being built: what new units hold (see unit())
+        self.roles: dict[tuple[int, int], tuple[str, str]] = {}  # (layer, unit) -> (variable, mode): zoo.cells
 
     # -- units -------------------------------------------------------------------------------
     def layer(self, k: int) -> Layer:
@@ -115,7 +117,10 @@ class UnitBuilder:
             self.layers.append(Layer())
         return self.layers[k]
 
-    def unit(self, k: int, role: str, inp: Aff | None = None, rec: Aff | None = None, bias: float = 0.0) -> int:
+    def unit(self, k: int, role: str, inp: Aff | None = None, rec: Aff | None = None, bias: float = 0.0, *, mode: str = "pos", owner: str | None = None) -> int:
+        """A new unit of layer k. ``mode`` and ``owner`` say what it holds (zoo.cells): the
+        variable being built (or ``owner``), at its position (``pos``) or carried forward in
+        time (``state``); clock units are ``const``."""
         if k < 0:
             raise AssertionError("units live in layers >= 0")
         L = self.layer(k)
@@ -124,6 +129,7 @@ class UnitBuilder:
         L.w_rec.append({})
         L.bias.append(0.0)
         u = len(L) - 1
+        self.roles[k, u] = (owner or self.current, "const" if role == TIME else mode)
         self.connect(k, u, inp, rec, bias)
         if len(L) > MAX_UNITS:
             raise CompileError(FAMILY, "width", f"layer {k} would need more than {MAX_UNITS} units for task {self.task.name!r} at max_len {self.max_len}")
@@ -184,10 +190,10 @@ class UnitBuilder:
         if cur.onehot is not None:
             out = {}
             for value, f in cur.onehot.items():
-                out[value] = f if f.is_const else unit_aff(self.unit(k, role, inp=f))
+                out[value] = f if f.is_const else unit_aff(self.unit(k, role, inp=f, owner=v.name))
             return Acc(k, onehot=out)
         lo = v.value_set.lo
-        return Acc(k, value=Aff({self.unit(k, role, inp=cur.value - lo): 1.0}, lo))
+        return Acc(k, value=Aff({self.unit(k, role, inp=cur.value - lo, owner=v.name): 1.0}, lo))
 
     def decoded(self, v: Variable) -> Acc:
         """One-hot functionals of a magnitude, one layer above it (ramps ``relu(c - k)``)."""
@@ -198,7 +204,7 @@ class UnitBuilder:
             k = home.layer + 1
             if hi - lo + 1 > MAX_UNITS:
                 raise CompileError(FAMILY, "decoding", f"decoding {v.name!r} ({lo}..{hi}) would need more than {MAX_UNITS} units in layer {k} (max_len {self.max_len})")
-            ramps = {j: unit_aff(self.unit(k, INTERNAL, inp=home.value - j)) for j in range(lo - 1, hi)}
+            ramps = {j: unit_aff(self.unit(k, INTERNAL, inp=home.value - j, owner=v.name)) for j in range(lo - 1, hi)}
             R = lambda j: ramps.get(j, Aff())  # noqa: E731  (r_j = 0 for j >= hi)
             self.cache[key] = Acc(k, onehot={val: R(val - 1) - 2 * R(val) + R(val + 1) for val in v.value_set.values})
         return self.cache[key]

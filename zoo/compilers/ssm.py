@@ -64,7 +64,8 @@ from tasks.task import Task
 
 from ..compile import CompileError
 from ..families.ssm import SSM, SSMConfig
-from ..ground_truth import GroundTruth, Location
+from ..cells import Block, attach
+from ..ground_truth import GroundTruth, Location, Readout
 from .ssm_parts import (
     A_LOG_COUNT, A_LOG_WRITE, B_WRITE, C_READ, ONE, Z_OFF, Z_ON, Channel, Form, Layout, MixerSpec,
     accumulate, add_forms, form, map_units,
@@ -263,14 +264,21 @@ def compile_program(task: Task, seed: int = 0) -> SSM:
     aux_dims = {name: layout.allocate(f"seen_before.{name}", 1)[0] for name in aux}
     mixers = [MixerSpec() for _ in range(n_layers)]
     mlps: list[list] = [[] for _ in range(n_layers)]  # (units, outs, bias)
+    owners: list[dict] = [{} for _ in range(n_layers)]  # mixer channel -> the variable it computes
+    mlp_owners: list[list] = [[] for _ in range(n_layers)]  # per entry of mlps[l]: its variable
     for name, s in aux.items():
-        _compile_seen_before(layout, program[name], mixers[(s - 1) // 2], aux_dims[name])
+        mixer = mixers[(s - 1) // 2]
+        first = len(mixer.channels)
+        _compile_seen_before(layout, program[name], mixer, aux_dims[name])
+        owners[(s - 1) // 2].update({i: name for i in range(first, len(mixer.channels))})
     for v in program.variables:
         s = stage[v.name]
         if isinstance(v, (Map, Sum)):
             mlps[(s - 2) // 2].append(map_units(layout, v))
+            mlp_owners[(s - 2) // 2].append(v.name)
         elif isinstance(v, Aggregate):
             mixer = mixers[(s - 1) // 2]
+            first = len(mixer.channels)
             if v.select.kind == "offset":
                 _compile_offset(layout, v, mixer)
             else:
@@ -278,6 +286,7 @@ def compile_program(task: Task, seed: int = 0) -> SSM:
                 if v.name in aux:
                     seen = _AuxVar(f"seen_before.{v.name}")
                 _compile_slotted(layout, v, mixer, seen)
+            owners[(s - 1) // 2].update({i: v.name for i in range(first, len(mixer.channels))})
 
     uses_indices = any(isinstance(v, Indices) for v in program.variables)
     max_lag = max((ch.lag for m in mixers for ch in m.channels), default=0)
@@ -289,8 +298,43 @@ def compile_program(task: Task, seed: int = 0) -> SSM:
     model = SSM(cfg)
     _fill_weights(model, task, layout, mixers, mlps)
     model.ground_truth = _ground_truth(program, stage, aux, layout, mixers, mlps, n_layers)
+    attach(model, task, model.ground_truth, _blocks(mixers, owners, mlps, mlp_owners, cfg.d_state))
+    model.ground_truth.readouts = {d.name: _readout(layout, d, n_layers) for d in program.decoys}
     model.meta.update({"compiler": "zoo.compilers.ssm", "stages": dict(stage)})
     return model
+
+
+def _blocks(mixers, owners, mlps, mlp_owners, d_state: int) -> list[Block]:
+    """What each group of channels and MLP units computes (zoo.cells): a channel with state
+    (count, write) at ``L{l}.state``, one the convolution alone carries (off) at ``L{l}.conv``,
+    an input-independent one (the constant of an offset's default) as ``const``."""
+    blocks = []
+    for l, mixer in enumerate(mixers):
+        for i, ch in enumerate(mixer.channels):
+            var = owners[l][i]
+            if ch.mode == "off":
+                const = not ch.u[0]  # a form with no stream coefficient: the same on every input
+                blocks.append(Block(f"L{l}.conv", [i], [(var, "const" if const else "pos")]))
+            else:
+                blocks.append(Block(f"L{l}.state", range(i * d_state, (i + 1) * d_state), [(var, "state")]))
+        k = 0
+        for (units, _, _), var in zip(mlps[l], mlp_owners[l]):
+            if units:
+                blocks.append(Block(f"L{l}.mlp.hidden", range(k, k + len(units)), [(var, "pos")]))
+            k += len(units)
+    return blocks
+
+
+def _readout(layout: Layout, v, n_layers: int) -> Readout:
+    """Decode ``v`` at the last residual site, as the unembedding decodes the output."""
+    vals = v.value_set.values
+    W, b = np.zeros((len(vals), layout.width)), np.zeros(len(vals))
+    for i, c in enumerate(vals):
+        if v.value_set.is_numerical:
+            W[i, layout.dims[v.name][0]], b[i] = float(c), -float(c) ** 2 / 2
+        else:
+            W[i, layout.dims[v.name][i]] = 1.0
+    return Readout(f"L{n_layers}.resid", W, b, vals)
 
 
 class _AuxVar:

@@ -116,7 +116,8 @@ from tasks.program import Aggregate, Indices, Map, Scan, Sum, Tokens, Variable
 
 from ..compile import CompileError
 from ..families.transformer import Transformer, TransformerConfig
-from ..ground_truth import GroundTruth, Location
+from ..cells import Block, attach
+from ..ground_truth import GroundTruth, Location, Readout
 
 FAMILY = "transformer"
 G = 120.0  # score gap: exp(-G) underflows to exactly 0 in float32
@@ -169,6 +170,8 @@ class _Compiler:
         self.site: dict[str, str] = {}
         self.writers: dict[str, tuple[str, ...]] = {}
         self.components: dict[str, tuple[str, ...]] = {}
+        self.blocks: list[Block] = []  # what each head and MLP block computes (zoo.cells)
+        self.current = ""  # the variable being compiled
 
     # -- residual vectors ------------------------------------------------------------------------
     def _alloc(self, key: str, n: int) -> list[int]:
@@ -206,34 +209,45 @@ class _Compiler:
     def _tin(self, v: Variable) -> int:
         return max((self.time[u.name] for u in v.inputs), default=0)
 
-    def add_head(self, l: int, qk, vo, reads, label) -> str:
+    def add_head(self, l: int, qk, vo, reads, label, mode: str = "pos") -> str:
+        """A head in layer l computing the variable being compiled (``mode``: see zoo.cells)."""
         self.heads[l].append(_Head(qk, vo, reads, label))
-        return f"L{l}.attn.head{len(self.heads[l]) - 1}"
+        name = f"L{l}.attn.head{len(self.heads[l]) - 1}"
+        self.blocks.append(Block(name, (), [(self.current, mode)]))
+        return name
 
     # -- compile -----------------------------------------------------------------------------------
     def build(self) -> Transformer:
         for v in self.prog.variables:
-            if isinstance(v, (Tokens, Indices)):
-                self.time[v.name], self.site[v.name], self.writers[v.name], self.components[v.name] = 0, "L0.resid", ("embed",), ()
-            elif isinstance(v, (Map, Sum)):
-                l = max(0, math.ceil((self._tin(v) - 1) / 2))
-                (self._map if isinstance(v, Map) else self._sum)(v, l)
-                name = f"L{l}.mlp"
-                self.mlp_reads[l].update(u.name for u in v.inputs)
-                self.time[v.name], self.site[v.name], self.writers[v.name], self.components[v.name] = 2 * l + 2, f"L{l + 1}.resid", (name,), (name,)
-            elif isinstance(v, Aggregate):
-                l = math.ceil(self._tin(v) / 2)
-                heads, decoded = self._aggregate(v, l)
-                if decoded:
-                    comps = tuple(heads) + (f"L{l}.mlp",)
-                    self.time[v.name], self.site[v.name], self.writers[v.name] = 2 * l + 2, f"L{l + 1}.resid", (f"L{l}.mlp",)
-                else:
-                    comps = tuple(heads)
-                    self.time[v.name], self.site[v.name], self.writers[v.name] = 2 * l + 1, f"L{l}.resid_mid", tuple(heads)
-                self.components[v.name] = comps
-            else:
-                raise CompileError(FAMILY, type(v).__name__, f"unknown primitive for variable {v.name!r}")
+            self.current = v.name
+            before = {l: len(u) for l, u in self.units.items()}
+            self._build_variable(v)
+            for l, units in self.units.items():  # the MLP units this variable added
+                if len(units) > before.get(l, 0):
+                    self.blocks.append(Block(f"L{l}.mlp.hidden", range(before.get(l, 0), len(units)), [(v.name, "pos")]))
         return self._materialize()
+
+    def _build_variable(self, v: Variable) -> None:
+        if isinstance(v, (Tokens, Indices)):
+            self.time[v.name], self.site[v.name], self.writers[v.name], self.components[v.name] = 0, "L0.resid", ("embed",), ()
+        elif isinstance(v, (Map, Sum)):
+            l = max(0, math.ceil((self._tin(v) - 1) / 2))
+            (self._map if isinstance(v, Map) else self._sum)(v, l)
+            name = f"L{l}.mlp"
+            self.mlp_reads[l].update(u.name for u in v.inputs)
+            self.time[v.name], self.site[v.name], self.writers[v.name], self.components[v.name] = 2 * l + 2, f"L{l + 1}.resid", (name,), (name,)
+        elif isinstance(v, Aggregate):
+            l = math.ceil(self._tin(v) / 2)
+            heads, decoded = self._aggregate(v, l)
+            if decoded:
+                comps = tuple(heads) + (f"L{l}.mlp",)
+                self.time[v.name], self.site[v.name], self.writers[v.name] = 2 * l + 2, f"L{l + 1}.resid", (f"L{l}.mlp",)
+            else:
+                comps = tuple(heads)
+                self.time[v.name], self.site[v.name], self.writers[v.name] = 2 * l + 1, f"L{l}.resid_mid", tuple(heads)
+            self.components[v.name] = comps
+        else:
+            raise CompileError(FAMILY, type(v).__name__, f"unknown primitive for variable {v.name!r}")
 
     # -- Map and Sum -------------------------------------------------------------------------------
     def _map(self, v: Map, l: int) -> None:
@@ -369,7 +383,7 @@ class _Compiler:
             vv = _axpy(dict(f), self.bos, -a0)
             heads.append(self.add_head(l, [(logC, self.bos)], [(vv, {out_dims[0]: float(L)})], reads, "mean"))
             if a0:
-                heads.append(self.add_head(l, [(_scaled(self.one, G), self.bos)], [(self.bos, {out_dims[0]: a0})], reads, "constant"))
+                heads.append(self.add_head(l, [(_scaled(self.one, G), self.bos)], [(self.bos, {out_dims[0]: a0})], reads, "constant", "const"))
             _axpy(at0, {out_dims[0]: a0})
         elif sel.kind == "all":
             x = v.value
@@ -400,7 +414,7 @@ class _Compiler:
             corr = _axpy(dict(d_rep), a0_rep, -1.0)
             if any(abs(c) > 0 for c in corr.values()):
                 q = self.posfun(lambda t: G if t < k else -G)
-                heads.append(self.add_head(l, [(q, self.bos)], [(self.bos, corr)], reads, "default"))
+                heads.append(self.add_head(l, [(q, self.bos)], [(self.bos, corr)], reads, "default", "const"))
                 _axpy(at0, corr)
         else:  # eq
             K, Q, x = sel.key, sel.query, v.value
@@ -468,7 +482,7 @@ class _Compiler:
         fix = _axpy(dict(want), at0, -1.0)
         if any(abs(c) > 1e-9 for c in fix.values()):
             qk = [({self.pos[t]: G}, {self.pos[t]: 1.0}) for t in range(1, L)]
-            heads.append(self.add_head(l, qk, [(self.bos, fix)], reads, "position0"))
+            heads.append(self.add_head(l, qk, [(self.bos, fix)], reads, "position0", "const"))
         return heads, decoded
 
     # -- weights and ground truth ---------------------------------------------------------------
@@ -527,8 +541,21 @@ class _Compiler:
                      W_out=W_out, b_out=b_out, W_U=W_U, b_U=b_U, attn_scale=np.ones(nl))
         model.load_state_dict({k: f32(v) for k, v in state.items()})
         model.ground_truth = self._ground_truth(nl)
+        attach(model, task, model.ground_truth, self.blocks)
+        model.ground_truth.readouts = {d.name: self._readout(d, nl) for d in prog.decoys}
         model.meta.update({"construction": "tracr-style exact compilation (zoo.compilers.transformer)"})
         return model
+
+    def _readout(self, v: Variable, nl: int) -> Readout:
+        """Decode ``v`` at the last residual site, as the unembedding decodes the output."""
+        vals = v.value_set.values
+        W, b = np.zeros((len(vals), self.d)), np.zeros(len(vals))
+        for i, c in enumerate(vals):
+            if v.value_set.is_numerical:
+                W[i, self.dims[v.name][0]], b[i] = 2.0 * c, -float(c) ** 2
+            else:
+                W[i, self.dim(v, c)] = 1.0
+        return Readout(f"L{nl}.resid", W, b, vals)
 
     def _ground_truth(self, nl: int) -> GroundTruth:
         eye = np.eye(self.d)

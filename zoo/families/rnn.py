@@ -31,14 +31,15 @@ the ground-truth bases moved along (see its docstring for why the moved bases st
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..bases import orthonormal_rows
-from ..ground_truth import GroundTruth, Location
+from ..components import moved as moved_partition
+from ..ground_truth import Location, Readout
 from ..model import Start, ZooModel
 from ..sites import NULL_TAP, Site, Tap
 
@@ -230,8 +231,10 @@ def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = 
     R = q * np.sign(np.diag(r))[None, :]  # a Haar-random orthogonal matrix
     A = [R]
     A_inv = [R.T]
+    perms = []
     for _ in range(model.num_layers):
         perm = rng.permutation(H)
+        perms.append(perm)
         P = np.eye(H)[perm]
         d = np.exp(rng.uniform(lo, hi, size=H))
         A.append(d[:, None] * P)
@@ -249,6 +252,7 @@ def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = 
             n_bih.copy_((Ak @ b_ih).float())
             n_bhh.copy_((Ak @ b_hh).float())
         new.readout.weight.copy_((model.readout.weight.double() @ t(A_inv[-1])).float())
+    new.partition, renamed = moved_partition(model.partition, {f"L{k}.hidden": np.argsort(perms[k]) for k in range(model.num_layers)})
     gt = model.ground_truth
     if gt is not None:
         moved = {}
@@ -256,6 +260,10 @@ def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = 
             k = -1 if loc.site == "embed" else int(loc.site.split(".")[0][1:])
             basis = loc.basis @ A_inv[k + 1]  # rows w -> A^{-T} w
             moved[name] = Location(loc.site, orthonormal_rows(basis), loc.lag)
-        new.ground_truth = GroundTruth(moved, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
+        readouts = {}
+        for name, r in gt.readouts.items():  # functionals, mapped as the readout's weight
+            k = -1 if r.site == "embed" else int(r.site.split(".")[0][1:])
+            readouts[name] = Readout(r.site, r.weight @ A_inv[k + 1], r.bias, r.values)
+        new.ground_truth = replace(gt, variables=moved, readouts=readouts).renamed(components=renamed)
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..bases import orthonormal_rows, random_orthogonal
-from ..ground_truth import GroundTruth, Location
+from ..components import moved as moved_partition
+from ..ground_truth import Location, Readout
 from ..model import Start, ZooModel
 from ..sites import NULL_TAP, Site, Tap
 
@@ -314,6 +315,7 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
     R = torch.as_tensor(random_orthogonal(cfg.d_model, rng), dtype=torch.float32)
     homogeneous = cfg.act in ("relu", "identity") and cfg.gate in ("relu", "identity")
     site_maps = {}  # site -> function mapping a basis [k, width] (numpy) to the new coordinates
+    unit_moves = {}  # site -> new index of each old unit (the partition's blocks move with them)
     Rn = R.double().numpy()
 
     def stream(b):
@@ -350,6 +352,8 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
             blk.z_proj.bias.copy_((blk.z_proj.bias * r)[perm])
             blk.out_proj.weight.copy_((blk.out_proj.weight / (s * r)[None, :])[:, perm])
             pn, sn = perm.numpy(), s.double().numpy()
+            unit_moves[f"L{l}.conv"] = np.argsort(pn)
+            unit_moves[f"L{l}.state"] = (np.argsort(pn)[:, None] * N + np.arange(N)[None, :]).reshape(-1)
             site_maps[f"L{l}.conv"] = lambda b, pn=pn, sn=sn: orthonormal_rows((b * sn[None, :])[:, pn])
             site_maps[f"L{l}.state"] = lambda b, pn=pn, sn=sn, N=N: orthonormal_rows(
                 (b.reshape(b.shape[0], -1, N) * sn[None, :, None])[:, pn].reshape(b.shape[0], -1))
@@ -361,8 +365,10 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
                 blk.fc2.weight.copy_((R @ blk.fc2.weight / hs[None, :])[:, hp])
                 blk.fc2.bias.copy_(R @ blk.fc2.bias)
                 hpn, hsn = hp.numpy(), hs.double().numpy()
+                unit_moves[f"L{l}.mlp.hidden"] = np.argsort(hpn)
                 site_maps[f"L{l}.mlp.hidden"] = lambda b, hpn=hpn, hsn=hsn: orthonormal_rows((b * hsn[None, :])[:, hpn])
         site_maps[f"L{cfg.n_layers}.resid"] = stream
+    new.partition, renamed = moved_partition(model.partition, unit_moves)
     gt = model.ground_truth
     if gt is not None:
         variables = {}
@@ -370,6 +376,7 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
             if loc.site not in site_maps:
                 raise ValueError(f"reparametrize: no basis map for site {loc.site!r}")
             variables[name] = Location(loc.site, site_maps[loc.site](np.asarray(loc.basis, dtype=np.float64)), loc.lag)
-        new.ground_truth = GroundTruth(variables, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
+        readouts = {k: Readout(r.site, site_maps[r.site](r.weight), r.bias, r.values) for k, r in gt.readouts.items()}  # stream sites: a rotation
+        new.ground_truth = replace(gt, variables=variables, readouts=readouts).renamed(components=renamed)
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..bases import orthonormal_rows, random_orthogonal
-from ..ground_truth import GroundTruth, Location
+from ..components import moved
+from ..ground_truth import Location, Readout
 from ..model import Start, ZooModel
 from ..sites import Site, Tap
 
@@ -231,13 +232,17 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
     W_Q, W_K, W_V, W_O = (np.empty_like(sd[k]) for k in ("W_Q", "W_K", "W_V", "W_O"))
     W_in, b_in, W_out, b_out = (np.empty_like(sd[k]) for k in ("W_in", "b_in", "W_out", "b_out"))
     perms, scales = [], []
+    head_sites = {}  # old head site -> new: heads are permuted within each layer
     for l in range(nl):
+        hperm = rng.permutation(H)  # new head h is old head hperm[h]
         for h in range(H):
+            old = int(hperm[h])
+            head_sites[f"L{l}.attn.head{old}"] = f"L{l}.attn.head{h}"
             U, V = random_orthogonal(dh, rng), random_orthogonal(dh, rng)
-            W_Q[l, h] = R.T @ sd["W_Q"][l, h] @ U
-            W_K[l, h] = R.T @ sd["W_K"][l, h] @ U
-            W_V[l, h] = R.T @ sd["W_V"][l, h] @ V
-            W_O[l, h] = V.T @ sd["W_O"][l, h] @ R
+            W_Q[l, h] = R.T @ sd["W_Q"][l, old] @ U
+            W_K[l, h] = R.T @ sd["W_K"][l, old] @ U
+            W_V[l, h] = R.T @ sd["W_V"][l, old] @ V
+            W_O[l, h] = V.T @ sd["W_O"][l, old] @ R
         perm = rng.permutation(M)
         s = rng.uniform(0.5, 2.0, size=M)
         W_in[l] = (R.T @ sd["W_in"][l])[:, perm] * s[None, :]
@@ -251,6 +256,7 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
     out = Transformer(copy.deepcopy(c))
     out.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in new.items()})
     out.meta = dict(model.meta, reparametrized_seed=int(seed))
+    out.partition, renamed = moved(model.partition, {f"L{l}.mlp.hidden": np.argsort(perms[l]) for l in range(nl)})
     gt = model.ground_truth
     if gt is not None:
         widths = {s.name: s for s in model.site_list()}
@@ -263,11 +269,6 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
                 return Location(loc.site, orthonormal_rows(b), loc.lag)
             return Location(loc.site, loc.basis @ R, loc.lag)
 
-        out.ground_truth = GroundTruth(
-            variables={k: move(v) for k, v in gt.variables.items()},
-            components=dict(gt.components),
-            circuit=tuple(gt.circuit),
-            edges=tuple(gt.edges),
-            site_variables=dict(gt.site_variables),
-        )
+        readouts = {k: Readout(r.site, r.weight @ R, r.bias, r.values) for k, r in gt.readouts.items()}  # at stream sites
+        out.ground_truth = replace(gt, variables={k: move(v) for k, v in gt.variables.items()}, readouts=readouts).renamed(head_sites, renamed)
     return out
