@@ -15,6 +15,12 @@ by running an interpretability method.
   ``Location`` (a residual stream carries a variable, in the same basis, from the layer that
   writes it onwards). Patching the part of a site orthogonal to all of their subspaces leaves
   every output unchanged.
+- ``stages``: implementation variable -> :class:`Location`, where a family implements a program
+  variable in stages (a ``Scan`` as a parallel prefix of partial products in a transformer or an
+  SSM, :mod:`tasks.rewrite`); patching one reproduces the counterfactual of the rewritten
+  program (``tasks.rewrite.staged(task)``). ``stage_of``: stage -> the program variable it
+  implements. Empty where every variable is computed in one piece (the RNN's step-by-step Scan).
+  A stage may be listed in ``site_variables`` like a variable.
 """
 
 from __future__ import annotations
@@ -62,13 +68,19 @@ class GroundTruth:
     circuit: tuple[str, ...] = ()
     edges: tuple[tuple[str, str], ...] = ()
     site_variables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    stages: dict[str, Location] = field(default_factory=dict)
+    stage_of: dict[str, str] = field(default_factory=dict)
+
+    def location(self, name: str) -> Location:
+        """The location of a program variable or of a stage (implementation variable)."""
+        return self.variables[name] if name in self.variables else self.stages[name]
 
     def subspace_at(self, site: str) -> np.ndarray:
         """Orthonormal basis ``[k, width]`` of the span of every variable readable at ``site``."""
         names = self.site_variables.get(site, ())
         if not names:
             return np.zeros((0, 0))
-        stacked = np.concatenate([self.variables[n].basis for n in names], axis=0)
+        stacked = np.concatenate([self.location(n).basis for n in names], axis=0)
         _, s, vt = np.linalg.svd(stacked, full_matrices=False)
         return vt[s > 1e-8]
 
@@ -79,6 +91,8 @@ class GroundTruth:
             "circuit": list(self.circuit),
             "edges": [list(e) for e in self.edges],
             "site_variables": {k: list(v) for k, v in self.site_variables.items()},
+            "stages": {k: v.to_json() for k, v in self.stages.items()},
+            "stage_of": dict(self.stage_of),
         }
 
     @classmethod
@@ -89,6 +103,8 @@ class GroundTruth:
             circuit=tuple(d.get("circuit", ())),
             edges=tuple(tuple(e) for e in d.get("edges", ())),
             site_variables={k: tuple(v) for k, v in d.get("site_variables", {}).items()},
+            stages={k: Location.from_json(v) for k, v in d.get("stages", {}).items()},
+            stage_of=dict(d.get("stage_of", {})),
         )
 
     def dumps(self) -> str:

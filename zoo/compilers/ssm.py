@@ -59,12 +59,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.program import Aggregate, Indices, Map, Scan, Sum, Tokens
+from tasks.program import Aggregate, Indices, Map, Sum, Tokens
+from tasks.rewrite import MonoidTooLarge, parallel_prefix
 from tasks.task import Task
 
 from ..compile import CompileError
 from ..families.ssm import SSM, SSMConfig
 from ..ground_truth import GroundTruth, Location
+from .stages import with_stages
 from .ssm_parts import (
     A_LOG_COUNT, A_LOG_WRITE, B_WRITE, C_READ, ONE, Z_OFF, Z_ON, Channel, Form, Layout, MixerSpec,
     accumulate, add_forms, form, map_units,
@@ -84,8 +86,6 @@ def _check(program):
     for v in program.variables:
         if v.value_set.is_numerical and max(abs(v.value_set.lo), abs(v.value_set.hi)) > EXACT_LIMIT:
             raise CompileError(FAMILY, f"{v.op} (numerical range)", f"{v.name!r} ranges over {v.value_set.lo}..{v.value_set.hi}; float32 accumulators are exact only up to {EXACT_LIMIT}; use a shorter max_len or smaller values")
-        if isinstance(v, Scan):
-            raise CompileError(FAMILY, "Scan", f"variable {v.name!r} is a finite-state automaton; a diagonal SSM with positive decays composes updates commutatively and cannot track a general (non-abelian) automaton exactly. Rewrite it as a count or sum followed by a Map where the group is abelian")
         if isinstance(v, Aggregate) and v.select.kind == "eq":
             for role, x in (("key", v.select.key), ("query", v.select.query)):
                 if x.value_set.is_numerical:
@@ -253,7 +253,10 @@ def _compile_seen_before(layout, v: Aggregate, mixer: MixerSpec, dim: int):
 
 
 def compile_program(task: Task, seed: int = 0) -> SSM:
-    program = task.program
+    try:  # a Scan becomes its parallel prefix: offsets (convolution taps) and Maps (tasks.rewrite)
+        program, stage_of = parallel_prefix(task.program, task.max_len)
+    except MonoidTooLarge as err:
+        raise CompileError(FAMILY, "Scan", str(err)) from None
     _check(program)
     stage, aux = _schedule(program)
     n_layers = max(1, (max(stage.values()) + 1) // 2)
@@ -287,8 +290,8 @@ def compile_program(task: Task, seed: int = 0) -> SSM:
                     n_layers=n_layers, d_inner=d_inner, d_state=1, d_conv=max(4, max_lag + 1), d_mlp=d_mlp,
                     pos_embed=uses_indices, act="relu", gate="relu")
     model = SSM(cfg)
-    _fill_weights(model, task, layout, mixers, mlps)
-    model.ground_truth = _ground_truth(program, stage, aux, layout, mixers, mlps, n_layers)
+    _fill_weights(model, task, program, layout, mixers, mlps)
+    model.ground_truth = with_stages(_ground_truth(program, stage, aux, layout, mixers, mlps, n_layers), stage_of)
     model.meta.update({"compiler": "zoo.compilers.ssm", "stages": dict(stage)})
     return model
 
@@ -300,10 +303,9 @@ class _AuxVar:
         self.name = name
 
 
-def _fill_weights(model: SSM, task: Task, layout: Layout, mixers, mlps):
+def _fill_weights(model: SSM, task: Task, program, layout: Layout, mixers, mlps):
     cfg = model.config
     W = cfg.d_model
-    program = task.program
     tok = np.zeros((cfg.vocab_size, W), np.float32)
     tok[np.arange(cfg.vocab_size), layout.dims[program.tokens.name]] = 1.0
     sd = {"tok_embed": tok}

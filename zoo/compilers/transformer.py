@@ -112,11 +112,13 @@ import numpy as np
 import torch
 
 from tasks import interpreter
-from tasks.program import Aggregate, Indices, Map, Scan, Sum, Tokens, Variable
+from tasks.program import Aggregate, Indices, Map, Sum, Tokens, Variable
+from tasks.rewrite import MonoidTooLarge, parallel_prefix
 
 from ..compile import CompileError
 from ..families.transformer import Transformer, TransformerConfig
 from ..ground_truth import GroundTruth, Location
+from .stages import with_stages
 
 FAMILY = "transformer"
 G = 120.0  # score gap: exp(-G) underflows to exactly 0 in float32
@@ -142,11 +144,11 @@ class _Head:
 class _Compiler:
     def __init__(self, task):
         self.task = task
-        self.prog = task.program
         self.L = int(task.max_len)
-        for v in self.prog.variables:
-            if isinstance(v, Scan):
-                raise CompileError(FAMILY, "Scan", f"variable {v.name!r} is a finite-state recurrence; a fixed-depth transformer cannot track a general automaton exactly at every length")
+        try:  # a Scan becomes its parallel prefix: offsets and Maps (tasks.rewrite)
+            self.prog, self.stage_of = parallel_prefix(task.program, self.L)
+        except MonoidTooLarge as err:
+            raise CompileError(FAMILY, "Scan", str(err)) from None
         self.p0 = {k: int(a[0, 0]) for k, a in interpreter.run(self.prog, np.zeros((1, 1), dtype=np.int64)).items()}
         self.d = 0
         self.dims: dict[str, list[int]] = {}
@@ -402,23 +404,25 @@ class _Compiler:
                 q = self.posfun(lambda t: G if t < k else -G)
                 heads.append(self.add_head(l, [(q, self.bos)], [(self.bos, corr)], reads, "default"))
                 _axpy(at0, corr)
-        else:  # eq
+        else:  # key[j] <op> query[t]: eq, lt, le, gt, ge
             K, Q, x = sel.key, sel.query, v.value
             for u in (K, Q):
                 if u.value_set.is_numerical:
-                    raise CompileError(FAMILY, "Aggregate(eq)", f"{v.name!r} selects on the numerical variable {u.name!r}; this compiler matches keys and queries as one-hot categorical variables (Map it to a categorical variable)")
-            common = sorted(set(K.value_set.values) & set(Q.value_set.values))
+                    raise CompileError(FAMILY, f"Aggregate({sel.kind})", f"{v.name!r} selects on the numerical variable {u.name!r}; this compiler matches keys and queries as one-hot categorical variables (Map it to a categorical variable)")
+            # one query value u at a time: the keys it selects, sum_{w: w <op> u} onehot_w
+            common = [u for u in Q.value_set.values if any(sel.matches(w, u) for w in K.value_set.values)]
+            keys = {u: {self.dim(K, w): 1.0 for w in K.value_set.values if sel.matches(w, u)} for u in common}
             k0 = self.p0[K.name]
-            q_has_k0 = k0 in Q.value_set.values
+            bos_matches = [u for u in Q.value_set.values if sel.matches(k0, u)]  # queries the BOS key matches
             if red in ("count", "sum"):
                 if x is not None:
-                    raise CompileError(FAMILY, f"Aggregate(eq, {red})", f"{v.name!r} reduces a value over a key==query selection; only counting the selected positions (value=None) is implemented exactly")
+                    raise CompileError(FAMILY, f"Aggregate({sel.kind}, {red})", f"{v.name!r} reduces a value over a key {sel.kind} query selection; only counting the selected positions (value=None) is implemented exactly (Map the key and the value into one key first)")
                 self._mean_head_check(v, 1.0)
                 vo = []
                 scratch = self._alloc(f"_scratch_{v.name}", len(common))
                 for u, s in zip(common, scratch):
-                    vv = {self.dim(K, u): 1.0}
-                    if u == k0:
+                    vv = dict(keys[u])
+                    if u in bos_matches:
                         _axpy(vv, self.bos, -1.0)
                     vo.append((vv, {s: float(L)}))
                 h = self.add_head(l, [(logC, self.bos)], vo, [K.name], "count_by_key")
@@ -426,7 +430,7 @@ class _Compiler:
                 M = float(L + 2)
                 out = out_dims[0]
                 for u, s in zip(common, scratch):
-                    self.units[l].append(({s: 1.0, self.dim(Q, u): M}, float(u == k0) - M, {out: 1.0}))
+                    self.units[l].append(({s: 1.0, self.dim(Q, u): M}, float(u in bos_matches) - M, {out: 1.0}))
                     self.units[l].append(({s: 1.0}, 0.0, {s: -1.0}))
                 self.mlp_reads[l].add(Q.name)
                 self.mlp_edges.add((h, f"L{l}.mlp"))
@@ -444,22 +448,22 @@ class _Compiler:
             H = pmax - pmin + 2 * G
             sink = pmax + G
             p_bos = self._bos_value(P)
-            qk = [({self.dim(Q, u): H}, {self.dim(K, u): 1.0}) for u in common]
+            qk = [({self.dim(Q, u): H}, keys[u]) for u in common]
             qk.append((dict(self.one), P))
             phi = _scaled(self.one, sink - p_bos)
-            if q_has_k0:
-                _axpy(phi, {self.dim(Q, k0): 1.0}, -(sink - p_bos))
+            for u in bos_matches:
+                _axpy(phi, {self.dim(Q, u): 1.0}, -(sink - p_bos))
             qk.append((phi, dict(self.bos)))
             vo = self.copy_vo(x, v)
-            heads.append(self.add_head(l, qk, vo, reads, f"eq_{red}"))
+            heads.append(self.add_head(l, qk, vo, reads, f"{sel.kind}_{red}"))
             a0_rep = self.rep(v, self.p0[x.name])
             _axpy(at0, a0_rep)
             corr = _axpy(dict(self.rep(v, v.default)), a0_rep, -1.0)
             if sel.may_be_empty and any(abs(c) > 0 for c in corr.values()):
-                qkB = [({self.dim(Q, u): 2 * G}, {self.dim(K, u): 1.0}) for u in common]
+                qkB = [({self.dim(Q, u): 2 * G}, keys[u]) for u in common]
                 phiB = _scaled(self.one, G)
-                if q_has_k0:  # then k0 is in common: natural 2G, wanted -2G
-                    _axpy(phiB, {self.dim(Q, k0): 1.0}, -5 * G)
+                for u in bos_matches:  # then u is in common: natural 2G, wanted -2G
+                    _axpy(phiB, {self.dim(Q, u): 1.0}, -5 * G)
                 qkB.append((phiB, dict(self.bos)))
                 heads.append(self.add_head(l, qkB, [(self.bos, corr)], reads, "default"))
                 _axpy(at0, corr)
@@ -556,8 +560,8 @@ class _Compiler:
         circuit.append(f"L{nl}.resid")
         edges |= self.mlp_edges
         edges.update((w, "logits") for w in self.writers[self.prog.output.name])
-        return GroundTruth(variables=variables, components=dict(self.components), circuit=tuple(circuit),
-                           edges=tuple(sorted(edges)), site_variables=site_variables)
+        return with_stages(GroundTruth(variables=variables, components=dict(self.components), circuit=tuple(circuit),
+                                       edges=tuple(sorted(edges)), site_variables=site_variables), self.stage_of)
 
 
 def compile_program(task, seed: int = 0) -> Transformer:

@@ -251,11 +251,13 @@ def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = 
         new.readout.weight.copy_((model.readout.weight.double() @ t(A_inv[-1])).float())
     gt = model.ground_truth
     if gt is not None:
-        moved = {}
-        for name, loc in gt.variables.items():
+        def move(loc: Location) -> Location:
             k = -1 if loc.site == "embed" else int(loc.site.split(".")[0][1:])
             basis = loc.basis @ A_inv[k + 1]  # rows w -> A^{-T} w
-            moved[name] = Location(loc.site, orthonormal_rows(basis), loc.lag)
-        new.ground_truth = GroundTruth(moved, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
+            return Location(loc.site, orthonormal_rows(basis), loc.lag)
+
+        moved = {name: move(loc) for name, loc in gt.variables.items()}
+        new.ground_truth = GroundTruth(moved, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables),
+                                       stages={name: move(loc) for name, loc in gt.stages.items()}, stage_of=dict(gt.stage_of))
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

@@ -365,11 +365,13 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
         site_maps[f"L{cfg.n_layers}.resid"] = stream
     gt = model.ground_truth
     if gt is not None:
-        variables = {}
-        for name, loc in gt.variables.items():
+        def move(loc: Location) -> Location:
             if loc.site not in site_maps:
                 raise ValueError(f"reparametrize: no basis map for site {loc.site!r}")
-            variables[name] = Location(loc.site, site_maps[loc.site](np.asarray(loc.basis, dtype=np.float64)), loc.lag)
-        new.ground_truth = GroundTruth(variables, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables))
+            return Location(loc.site, site_maps[loc.site](np.asarray(loc.basis, dtype=np.float64)), loc.lag)
+
+        variables = {name: move(loc) for name, loc in gt.variables.items()}
+        new.ground_truth = GroundTruth(variables, dict(gt.components), tuple(gt.circuit), tuple(gt.edges), dict(gt.site_variables),
+                                       stages={name: move(loc) for name, loc in gt.stages.items()}, stage_of=dict(gt.stage_of))
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

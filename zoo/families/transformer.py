@@ -269,5 +269,7 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
             circuit=tuple(gt.circuit),
             edges=tuple(gt.edges),
             site_variables=dict(gt.site_variables),
+            stages={k: move(v) for k, v in gt.stages.items()},
+            stage_of=dict(gt.stage_of),
         )
     return out
