@@ -68,7 +68,7 @@ from ..families.ssm import SSM, SSMConfig
 from ..ground_truth import GroundTruth, Location
 from .stages import with_stages
 from .ssm_parts import (
-    A_LOG_COUNT, A_LOG_WRITE, B_WRITE, C_READ, ONE, Z_OFF, Z_ON, Channel, Form, Layout, MixerSpec,
+    A_LOG_COUNT, A_LOG_WRITE, B_WRITE, C_READ, ONE, ZERO, Z_OFF, Z_ON, Channel, Form, Layout, MixerSpec,
     accumulate, add_forms, form, map_units,
 )
 
@@ -86,10 +86,12 @@ def _check(program):
     for v in program.variables:
         if v.value_set.is_numerical and max(abs(v.value_set.lo), abs(v.value_set.hi)) > EXACT_LIMIT:
             raise CompileError(FAMILY, f"{v.op} (numerical range)", f"{v.name!r} ranges over {v.value_set.lo}..{v.value_set.hi}; float32 accumulators are exact only up to {EXACT_LIMIT}; use a shorter max_len or smaller values")
-        if isinstance(v, Aggregate) and v.select.kind == "eq":
+        if isinstance(v, Aggregate) and v.select.compares:
             for role, x in (("key", v.select.key), ("query", v.select.query)):
                 if x.value_set.is_numerical:
-                    raise CompileError(FAMILY, "Select.eq", f"Aggregate {v.name!r}: the {role} {x.name!r} is numerical; per-key slots need a categorical key and query (Map it to a categorical variable)")
+                    raise CompileError(FAMILY, f"Select.{v.select.kind}", f"Aggregate {v.name!r}: the {role} {x.name!r} is numerical; per-key slots need a categorical key and query (Map it to a categorical variable)")
+            if v.select.kind != "eq" and v.reduce == "first":
+                raise CompileError(FAMILY, f"Aggregate({v.select.kind}, first)", f"Aggregate {v.name!r}: a slot written once needs 'no selected key before', which a comparison makes different for every slot; only eq selections reduce 'first' (use 'last' or 'min' over the positions)")
 
 
 def _schedule(program):
@@ -111,11 +113,20 @@ def _schedule(program):
 
 
 def _slots(layout: Layout, v: Aggregate):
-    """(key form, gate form) per slot: one for Select.all, one per key value for Select.eq."""
+    """(key form, gate form) per slot: one for Select.all, one per key value for Select.eq, one
+    per query value u for a comparison (key form ``sum_{w <op> u} [key == w]``, 0/1 since the key
+    is one-hot)."""
     sel = v.select
     if sel.kind == "all":
         return [(ONE, ONE)]
-    return [(layout.indicator(sel.key, k), layout.indicator(sel.query, k)) for k in sel.key.value_set.values]
+    if sel.kind == "eq":
+        return [(layout.indicator(sel.key, k), layout.indicator(sel.query, k)) for k in sel.key.value_set.values]
+    slots = []
+    for u in sel.query.value_set.values:
+        matching = [w for w in sel.key.value_set.values if sel.matches(w, u)]
+        if matching:
+            slots.append((add_forms(*((1.0, layout.indicator(sel.key, w)) for w in matching)), layout.indicator(sel.query, u)))
+    return slots or [(ZERO, ONE)]  # nothing ever selected: one slot that is never written (the default)
 
 
 def _value_halves(layout: Layout, x):
