@@ -26,6 +26,7 @@ from zoo.compilers import transformer as compiler
 from zoo.families.transformer import Transformer, TransformerConfig, from_config, reparametrize
 
 from .compiled_refusals import REFUSED
+from .test_scan_prefix import big_monoid_task
 from .test_compiled import assert_matches, predict
 
 FAMILY = "transformer"
@@ -197,8 +198,8 @@ def _task(program_builder, vocab=("BOS", "a", "b")):
 
 
 def test_refusals_name_family_and_primitive():
-    with pytest.raises(CompileError) as err:
-        zoo.compile("permutation", FAMILY)
+    with pytest.raises(CompileError, match="131 elements.*at most 128") as err:
+        zoo.compile(big_monoid_task(), FAMILY)
     assert err.value.family == FAMILY and err.value.primitive == "Scan"
 
     def numeric_key(max_len):
