@@ -202,3 +202,16 @@ def test_stages_survive_save_load_and_old_files_load_without_them(tmp_path):
     old = model.ground_truth.to_json()
     del old["stages"], old["stage_of"]
     assert GroundTruth.from_json(old).stages == {}
+
+
+@pytest.mark.parametrize("max_len", [16, 64])
+def test_a_reparametrized_rnn_holds_the_bit_over_repeated_writes(max_len):
+    """Shrunk counterexample: with the Minsky units' input at weight 1, the reparametrised RNN's
+    rounding grew 4x a step over repeated write0s (four pairs lead to state 0) and the final
+    write1 came out as 0 at length 13."""
+    task = tasks.get("flip_flop", max_len=max_len)
+    model = zoo.reparametrize(zoo.compile(task, "rnn"), seed=11)
+    for body in ([1] * 11 + [2], [1] * (max_len - 2) + [2], [2] * (max_len - 2) + [1]):
+        tokens = np.array([[0] + body], dtype=np.int64)
+        targets = task.targets(tokens)
+        assert_matches(task, tokens, predict(model, tokens), targets, targets != tasks.IGNORE)
