@@ -17,7 +17,10 @@ compiler knows how large to make every subspace. Primitives (meaning at position
 ``Sum(*xs, weights=, bias=, name=)``       ``bias + sum_i weights[i] * xs[i][t]`` (numerical)
 ``Aggregate(select, value, reduce, ...)``  ``reduce`` of ``value[j]`` over the positions
                                            ``j <= t`` picked by ``select``
-``Scan(f, x, init=, name=)``               ``s[t] = f(s[t-1], x[t])``, ``s[-1] = init``
+``Scan(f, x, init=, name=)``               ``s[t] = f(s[t-1], x[t])``, ``s[-1] = init`` (its
+                                           transition monoid is enumerated too: a transformer
+                                           or SSM composes it as a parallel prefix,
+                                           :mod:`tasks.rewrite`)
 =========================================  ====================================================
 
 Selections (:class:`Select`): ``Select.all()`` (every ``j <= t``), ``Select.eq(key, query)``

@@ -42,7 +42,9 @@ Constructions per primitive (``L`` = the variable's layer, ``x`` = layer L-1 at 
   [t < k])``, the default flag from the clock.
 - ``Aggregate(eq, count)`` (no value): per-key counters ``n_k`` and gated reads in the same
   layer, ``g_k = relu(n_{k,t-1} + [key_t == k] + M [query_t == k] - M)``; the count is
-  ``sum_k g_k``.
+  ``sum_k g_k``. A comparison (``lt/le/gt/ge``) reads, per query value u, the counters of the
+  keys it selects: ``g_u = relu(sum_{w <op> u} (n_{w,t-1} + [key_t == w]) + M [query_t == u] - M)``;
+  its last/first slots are per query value u, written when ``key <op> u``.
 - ``Aggregate(eq, last/first)``: per-key memory slots, K*V of them: slot (k, v) holds
   ``m = P + W`` in two units (an overwrite is not one ReLU): ``last``: ``P_t = relu(m_{t-1} -
   [key_t == k])``, ``W_t = relu([key_t == k] + [value_t == v] - 1)``; ``first``: ``P_t =
@@ -73,8 +75,9 @@ sites holding copies, delay lines, per-key state or decoding ramps are left out 
 units carry information that is not a variable at that site). Components of a variable are the
 sites computing it (two for a memory lookup: slots and gates).
 
-Refusals: ``Aggregate(eq, sum/max/min)`` and ``Aggregate(eq, count)`` with a value are not
-compiled (no catalog task uses them); a length whose integers would pass 2^22 or whose layers
+Refusals: ``Aggregate(eq, sum/max/min)`` and ``Aggregate(eq, count)`` with a value, and the same
+over comparisons, are not compiled (no catalog task uses them; a count with a value needs an
+AND of two one-hots feeding a counter in one step); a length whose integers would pass 2^22 or whose layers
 would need more than ``MAX_UNITS`` units is refused. Unit bookkeeping (sparse affine
 functionals, the clock, copies, decodings) lives in :mod:`zoo.compilers.rnn_units`.
 """

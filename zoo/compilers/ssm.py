@@ -33,8 +33,19 @@ Mixer channels (each d_inner channel c is relu of a linear form of the stream, a
   mixer in an earlier block computes the intermediate ``seen_before`` (key k at lag 1,
   self-written flags, read at the key's own slot through the gate) into the stream; the first
   occurrence is written by count channels ANDed with ``1 - seen_before`` (written once).
-- ``Scan`` is refused: a diagonal SSM with positive decays composes its updates commutatively and
-  cannot track a non-abelian automaton; ``Select.eq`` on a numerical key or query is refused.
+- **comparisons** ``Select.lt/le/gt/ge(key, query)``: one slot per query value u, its key form
+  ``sum_{w <op> u} [key == w]`` (0/1: the key is one-hot), read through the gate
+  ``[query_t == u]``; every reduction as for ``eq`` except ``first`` (refused: a slot written
+  once needs "nothing selected before", which differs from slot to slot).
+- ``Scan``: a diagonal SSM with positive decays composes its updates commutatively and cannot
+  step through a non-abelian automaton, so the compiler compiles the program rewritten by
+  :func:`tasks.rewrite.parallel_prefix` (exact up to ``max_len``): round k is block k-1, its
+  mixer the lag-2^(k-1) convolution tap (``d_conv = 2^(K-1) + 1`` for ``K = ceil(log2
+  max_len)`` blocks: 9 at length 16, a tap per lag in every block's channels, ``d_inner *
+  d_conv`` weights a block) and its MLP the transition monoid's products (an AND unit per
+  pair of elements). Stages (``zoo.compilers.stages``): ``_lag`` at ``L{k-1}.mixer``,
+  ``_prod`` at ``L{k}.resid``. A monoid of more than ``tasks.rewrite.MAX_MONOID`` elements is
+  refused naming its size; a selection on a numerical key or query is refused.
 
 MLP sublayers (ReLU) compute ``Map`` (AND units over one-hots, one per input combination, or a
 piecewise-linear table over the mixed-radix code when an input is numerical) and ``Sum`` (relu(s)

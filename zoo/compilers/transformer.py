@@ -57,9 +57,15 @@ winner gets weight exactly 1 and the head copies its value vector exactly):
   empty selection therefore selects BOS; a default head (``+2G`` on matches, ``G`` on a
   non-matching BOS, ``-2G`` on a matching BOS, value on BOS only) then adds
   ``rep(default) - rep(value at BOS)`` exactly when nothing matches;
-- *key == query count (no value)*: the exact-mean head with a one-hot value counts every key
-  value into scratch dims, ``c_u = #{1 <= j <= t: key_j = u}``; the MLP picks the query's count,
-  ``ReLU(c_u + [k0 == u] + M [query_t == u] - M)`` with ``M = max_len + 2``, and cleans scratch;
+- *key <op> query* (``lt``, ``le``, ``gt``, ``ge``: ``Select.lt(key, query)`` and its kin,
+  categorical key and query ordered by value): the same heads with ``[key_j == u]`` replaced
+  by the key functional ``sum_{w <op> u} [key_j == w]`` of each query value u (still 0/1,
+  since the key is one-hot), so ``H * [key_j <op> query_t]`` separates selected from not; BOS
+  is a real match for the query values u with ``k0 <op> u``;
+- *key <op> query count (no value)*, ``==`` included: the exact-mean head with a one-hot value
+  counts, per query value u, the keys it selects into a scratch dim,
+  ``c_u = #{1 <= j <= t: key_j <op> u}``; the MLP picks the query's count,
+  ``ReLU(c_u + [k0 <op> u] + M [query_t == u] - M)`` with ``M = max_len + 2``, and cleans scratch;
 - a *position-0 fix head* (self attention, value ``bos``) is added whenever the heads above
   would write something other than the program's value at position 0 (all position-0 values are
   constants, since every input starts with BOS).
@@ -95,10 +101,20 @@ Unembedding: a categorical output's logits are its one-hot; a numerical output x
 ``logit_c = 2 c x - c^2`` (``-(x - c)^2`` up to a term shared by all classes), whose argmax is the
 nearest class, with margin ``1 - 2|x - value|``.
 
-Refusals: ``Scan`` (a fixed-depth transformer cannot track a general automaton exactly:
-``CompileError("transformer", "Scan", ...)``), key==query selections on numerical variables,
-key==query count/sum of a value, Maps over more than 20000 input combinations, and lengths
-above the error bound of the exact-mean head.
+``Scan``: a fixed-depth transformer cannot step through an automaton, so the compiler compiles
+the program rewritten by :func:`tasks.rewrite.parallel_prefix`, exact up to ``max_len``: round
+k (layer k-1) is an offset head reading the partial product 2^(k-1) positions back (the
+token itself in round 1) and an MLP tabulating the transition monoid's products (an AND unit
+per pair of elements whose product differs from the most common one), ``ceil(log2 max_len)``
+layers in all. The stages are ground-truth ``stages`` (``zoo.compilers.stages``): ``_lag`` at
+``L{k-1}.resid_mid``, ``_prod`` at ``L{k}.resid``; the Scan's own variable at
+``L{K}.resid``, its components every head and MLP of the prefix.
+
+Refusals: a ``Scan`` whose transition monoid has more than ``tasks.rewrite.MAX_MONOID``
+elements (``CompileError("transformer", "Scan", ...)`` naming the size), key <op> query
+selections on numerical variables, key <op> query count/sum of a value (an AND of two
+one-hots, which an attention value cannot form), Maps over more than 20000 input
+combinations, and lengths above the error bound of the exact-mean head.
 The ``seed`` is accepted for interface symmetry; compiled weights are deterministic.
 """
 
