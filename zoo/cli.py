@@ -52,6 +52,8 @@ def cmd_compile(args) -> None:
     print("\nwhere each variable lives:")
     for name, loc in model.ground_truth.variables.items():
         print(f"  {name:<14} {loc.site:<18} {loc.dim}-dim subspace")
+    for name, loc in model.ground_truth.stages.items():
+        print(f"  {name:<14} {loc.site:<18} {loc.dim}-dim subspace  (a stage of {model.ground_truth.stage_of[name]})")
     print(f"\ncircuit: {', '.join(model.ground_truth.circuit)}")
     if args.out:
         model.save(args.out)
