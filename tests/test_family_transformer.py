@@ -154,7 +154,7 @@ def test_components_and_edges_name_real_sites():
             assert w == "embed" or w in gt.circuit
             assert r == "logits" or r in gt.circuit
         for site, names in gt.site_variables.items():
-            assert site in sites and all(gt.variables[n].site in sites for n in names)
+            assert site in sites and all(gt.location(n).site in sites for n in names)
 
 
 @pytest.mark.parametrize("task_name", COMPILABLE)
