@@ -96,7 +96,10 @@ def parallel_prefix(program: Program, max_len: int) -> Prefixed:
         else:
             node = _with_inputs(v, new)
         new[v.name] = node
-    return Prefixed(Program(new[program.output.name]), stage_of)
+    # a program may carry extra sinks beside its output (decoys, where the language has them):
+    # they are rewritten alike and stay sinks
+    extra = tuple(new[d.name] for d in getattr(program, "decoys", ()))
+    return Prefixed(Program(new[program.output.name], extra) if extra else Program(new[program.output.name]), stage_of)
 
 
 def staged(task):
