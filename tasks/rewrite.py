@@ -24,11 +24,14 @@ transitions up to t (fewer at t < n - 1), ``{scan}_lag{d}`` the product of the `
 transitions ending ``d`` positions earlier (the identity where there are none; ``_lag1`` holds
 ``x`` itself, one position back, and where there is none a value ``e`` of ``x`` whose transition
 is the identity: x's value at BOS when it is one, else any, else ``min(x) - 1``, a value of its
-own). Monoid elements are
-numbered as :class:`tasks.program.Scan` enumerates them (0 is the identity). The rewritten
-program equals the original on every input of at most ``max_len`` positions (an exact
-identity of the semantics, held by the tests), and every variable of the original keeps its
-name and value set.
+own). Monoid elements are numbered as :class:`tasks.program.Scan` enumerates them (0 is the
+identity). The rewritten program equals the original on every input of at most ``max_len``
+positions (an exact identity of the semantics, held by the tests), and every variable of the
+original keeps its name and value set.
+
+``ceil(log2 L)`` sequence mixers and as many MLPs, two fewer than the textbook form: round 1
+reads ``x`` itself (no Map of x to its transition before it: its table folds into round 1's
+Map), and the last round applies its product to ``init`` (no Map after it).
 
 The protocol of :mod:`tasks.interpreter` applies to the rewritten program as written: a
 ``_prod`` stage is a ``Map`` (read at every t >= j after an intervention at j: a later round
