@@ -20,7 +20,7 @@ by running an interpretability method.
   SSM, :mod:`tasks.rewrite`); patching one reproduces the counterfactual of the rewritten
   program (``tasks.rewrite.staged(task)``). ``stage_of``: stage -> the program variable it
   implements. Empty where every variable is computed in one piece (the RNN's step-by-step Scan).
-  A stage may be listed in ``site_variables`` like a variable.
+  A stage may be listed in ``site_variables`` and ``components`` like a variable.
 """
 
 from __future__ import annotations
