@@ -193,10 +193,10 @@ def _aggregate(v: Aggregate, values: dict[str, np.ndarray], n: int, L: int) -> n
         if reduce == "last":
             return value.copy()
         return np.repeat(value[:, :1], L, axis=1)  # first
-    # key == query: a [n, t, j] selection matrix restricted to j <= t
+    # key[j] <op> query[t] (==, <, <=, >, >=): a [n, t, j] selection matrix restricted to j <= t
     key, query = values[sel.key.name], values[sel.query.name]
     causal = np.tri(L, dtype=bool)
-    S = (key[:, None, :] == query[:, :, None]) & causal
+    S = sel.matches(key[:, None, :], query[:, :, None]) & causal
     any_selected = S.any(axis=2)
     if reduce in ("count", "sum"):
         return np.einsum("ntj,nj->nt", S.astype(np.int64), value)

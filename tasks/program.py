@@ -17,11 +17,17 @@ compiler knows how large to make every subspace. Primitives (meaning at position
 ``Sum(*xs, weights=, bias=, name=)``       ``bias + sum_i weights[i] * xs[i][t]`` (numerical)
 ``Aggregate(select, value, reduce, ...)``  ``reduce`` of ``value[j]`` over the positions
                                            ``j <= t`` picked by ``select``
-``Scan(f, x, init=, name=)``               ``s[t] = f(s[t-1], x[t])``, ``s[-1] = init``
+``Scan(f, x, init=, name=)``               ``s[t] = f(s[t-1], x[t])``, ``s[-1] = init`` (its
+                                           transition monoid is enumerated too: a transformer
+                                           or SSM composes it as a parallel prefix,
+                                           :mod:`tasks.rewrite`)
 =========================================  ====================================================
 
 Selections (:class:`Select`): ``Select.all()`` (every ``j <= t``), ``Select.eq(key, query)``
-(``key[j] == query[t]``), ``Select.offset(k)`` (``j == t - k``). Reductions: ``count`` (how
+(``key[j] == query[t]``), the comparisons ``Select.lt/le/gt/ge(key, query)`` (``key[j] < query[t]``,
+``<=``, ``>``, ``>=``: values compared as integers, so a categorical variable is ordered by its
+values; rank-based algorithms count the smaller elements with them), ``Select.offset_by(k)``
+(``j == t - k``). Reductions: ``count`` (how
 many selected ``j`` have ``value[j] == 1``; ``value=None`` counts the selected positions),
 ``sum``, ``max``, ``min``, ``last`` (the value at the largest selected ``j``), ``first`` (at the
 smallest). An empty selection yields ``default``.
@@ -34,6 +40,7 @@ that no two distinct nodes share a name.
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -43,6 +50,11 @@ CATEGORICAL = "categorical"
 NUMERICAL = "numerical"
 REDUCTIONS = ("count", "sum", "max", "min", "last", "first")
 MAX_TABLE_SIZE = 1_000_000
+# key[j] <op> query[t]: the selections that compare a key with a query (operator functions work on
+# ints and, elementwise, on numpy arrays alike)
+COMPARISONS = {"eq": operator.eq, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
+_SYMBOLS = {"eq": "==", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+MONOID_LIMIT = 1024  # a Scan's transition monoid is enumerated up to this many elements
 
 
 @dataclass(frozen=True)
@@ -213,7 +225,7 @@ class Sum(Variable):
 class Select:
     """Which positions ``j <= t`` an :class:`Aggregate` at ``t`` reduces over."""
 
-    kind: str  # "all" | "eq" | "offset"
+    kind: str  # "all" | "offset" | one of COMPARISONS: "eq", "lt", "le", "gt", "ge"
     key: Variable | None = None
     query: Variable | None = None
     offset: int = 0
@@ -227,6 +239,35 @@ class Select:
         return cls("eq", key=key, query=query)
 
     @classmethod
+    def lt(cls, key: Variable, query: Variable) -> "Select":
+        """``key[j] < query[t]``."""
+        return cls("lt", key=key, query=query)
+
+    @classmethod
+    def le(cls, key: Variable, query: Variable) -> "Select":
+        """``key[j] <= query[t]``."""
+        return cls("le", key=key, query=query)
+
+    @classmethod
+    def gt(cls, key: Variable, query: Variable) -> "Select":
+        """``key[j] > query[t]``."""
+        return cls("gt", key=key, query=query)
+
+    @classmethod
+    def ge(cls, key: Variable, query: Variable) -> "Select":
+        """``key[j] >= query[t]``."""
+        return cls("ge", key=key, query=query)
+
+    @property
+    def compares(self) -> bool:
+        """Whether this selection compares a key with a query (``eq`` or an order comparison)."""
+        return self.kind in COMPARISONS
+
+    def matches(self, key, query):
+        """``key <op> query`` for a comparing selection: ints, or numpy arrays elementwise."""
+        return COMPARISONS[self.kind](key, query)
+
+    @classmethod
     def offset_by(cls, k: int) -> "Select":
         if int(k) < 1:
             raise ValueError(f"offset {k} must be >= 1 (offset 0 is the position itself: use a Map)")
@@ -238,12 +279,15 @@ class Select:
 
     @property
     def may_be_empty(self) -> bool:
-        """Whether no position may be selected (``key[t] == query[t]`` always holds for key is query)."""
-        return self.kind == "offset" or (self.kind == "eq" and self.key is not self.query)
+        """Whether no position may be selected (``key[t] <op> query[t]`` holds for key is query
+        when the comparison is reflexive: eq, le, ge)."""
+        if self.kind in ("lt", "gt"):
+            return True
+        return self.kind == "offset" or (self.kind in COMPARISONS and self.key is not self.query)
 
     def __str__(self) -> str:
-        if self.kind == "eq":
-            return f"{self.key.name}[j] == {self.query.name}[t]"
+        if self.kind in COMPARISONS:
+            return f"{self.key.name}[j] {_SYMBOLS[self.kind]} {self.query.name}[t]"
         if self.kind == "offset":
             return f"j == t-{self.offset}"
         return "all j <= t"
@@ -300,7 +344,14 @@ class Aggregate(Variable):
 class Scan(Variable):
     """A finite-state recurrence ``s[t] = f(s[t-1], x[t])`` with ``s[-1] = init``.
 
-    The state set is the closure of ``{init}`` under ``f`` over the values of ``x``.
+    The state set is the closure of ``{init}`` under ``f`` over the values of ``x``. The
+    *transition monoid* is enumerated too: the functions states -> states that words of inputs
+    induce (``x`` acts by ``s -> f(s, x)``), closed under composition, identity included. It is
+    what a parallel prefix composes (:mod:`tasks.rewrite`): ``monoid`` is an int array
+    ``[n, states]`` (element e maps the state of index i to the state of index ``e[i]``;
+    element 0 is the identity), ``transition[i]`` the element of ``x``'s i-th value; both are
+    None when the monoid has more than ``MONOID_LIMIT`` elements (``monoid_size`` is then
+    ``MONOID_LIMIT + 1``).
     """
 
     op = "Scan"
@@ -321,6 +372,8 @@ class Scan(Variable):
                         raise ValueError(f"Scan {name!r} has more than 10000 reachable states")
         self.value_set = ValueSet.categorical(states)
         self.table = np.array([[int(f(s, v)) for v in x.value_set.values] for s in self.value_set.values], dtype=np.int64)
+        self.monoid, self.transition = _transition_monoid(self.value_set.index(self.table))
+        self.monoid_size = MONOID_LIMIT + 1 if self.monoid is None else len(self.monoid)
 
     @property
     def per_position(self) -> bool:
@@ -328,6 +381,27 @@ class Scan(Variable):
 
     def describe(self) -> str:
         return f"Scan({self.inputs[0].name}, init={self.init})  [{self.desc}]"
+
+
+def _transition_monoid(next_index: np.ndarray):
+    """The monoid generated by the columns of ``next_index`` ``[states, inputs]`` (state index ->
+    next state index per input): ``(elements [n, states], transition [inputs])``, identity first,
+    then in breadth-first order of words; ``(None, None)`` past ``MONOID_LIMIT`` elements."""
+    generators = [np.ascontiguousarray(next_index[:, a]) for a in range(next_index.shape[1])]
+    identity = np.arange(next_index.shape[0], dtype=np.int64)
+    index = {identity.tobytes(): 0}
+    elements = [identity]
+    for e in elements:  # grows while it is walked: every word, one generator applied after another
+        for g in generators:
+            product = g[e]  # e first, then the generator
+            key = product.tobytes()
+            if key not in index:
+                if len(elements) == MONOID_LIMIT:
+                    return None, None
+                index[key] = len(elements)
+                elements.append(product)
+    transition = np.array([index[g.tobytes()] for g in generators], dtype=np.int64)
+    return np.stack(elements), transition
 
 
 def _max_len_of(variables: Iterable[Variable]) -> int:

@@ -43,9 +43,11 @@ def evaluate(program, seq: list[int], overrides: dict | None = None) -> dict[str
                 chosen = list(range(t + 1))
             elif sel.kind == "offset":
                 chosen = [t - sel.offset] if t - sel.offset >= 0 else []
-            else:
+            else:  # key[j] <op> query[t], the comparison spelled out
                 q = value(sel.query, t)
-                chosen = [j for j in range(t + 1) if value(sel.key, j) == q]
+                holds = {"eq": lambda k: k == q, "lt": lambda k: k < q, "le": lambda k: k <= q,
+                         "gt": lambda k: k > q, "ge": lambda k: k >= q}[sel.kind]
+                chosen = [j for j in range(t + 1) if holds(value(sel.key, j))]
             vals = [value(v.value, j) if v.value is not None else 1 for j in chosen]
             if v.reduce in ("count", "sum"):
                 return sum(vals)

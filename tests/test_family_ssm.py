@@ -20,6 +20,7 @@ from zoo import CompileError, patch
 from zoo.families.ssm import SSMConfig, from_config, reparametrize
 
 from .compiled_refusals import SSM as SSM_REFUSED
+from .test_scan_prefix import big_monoid_task
 from .test_compiled import check_equals_program, check_ground_truth_patching, check_outside_ground_truth, predict
 
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -119,8 +120,8 @@ def test_a_patched_state_flows_into_later_steps(pair, j):
 
 
 def test_refusals_name_the_primitive():
-    with pytest.raises(CompileError, match="Scan") as err:
-        zoo.compile("permutation", "ssm")
+    with pytest.raises(CompileError, match="131 elements.*at most 128") as err:
+        zoo.compile(big_monoid_task(), "ssm")
     assert err.value.family == "ssm" and err.value.primitive == "Scan"
 
     def numeric_key(max_len):

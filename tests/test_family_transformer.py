@@ -25,6 +25,7 @@ from zoo.compilers import transformer as compiler
 from zoo.families.transformer import Transformer, TransformerConfig, from_config, reparametrize
 
 from .compiled_refusals import REFUSED
+from .test_scan_prefix import big_monoid_task
 from .test_compiled import assert_matches, predict
 
 FAMILY = "transformer"
@@ -152,7 +153,7 @@ def test_components_and_edges_name_real_sites():
             assert w == "embed" or w in gt.circuit
             assert r == "logits" or r in gt.circuit
         for site, names in gt.site_variables.items():
-            assert site in sites and all(gt.variables[n].site in sites for n in names)
+            assert site in sites and all(gt.location(n).site in sites for n in names)
 
 
 @pytest.mark.parametrize("task_name,max_len", [("modular_addition", 40), ("dyck1", 24), ("induction", 30), ("reverse", 9), ("histogram", 64)])
@@ -182,8 +183,8 @@ def _task(program_builder, vocab=("BOS", "a", "b")):
 
 
 def test_refusals_name_family_and_primitive():
-    with pytest.raises(CompileError) as err:
-        zoo.compile("permutation", FAMILY)
+    with pytest.raises(CompileError, match="131 elements.*at most 128") as err:
+        zoo.compile(big_monoid_task(), FAMILY)
     assert err.value.family == FAMILY and err.value.primitive == "Scan"
 
     def numeric_key(max_len):

@@ -89,13 +89,20 @@ def variation(task, n: int = 2048, seed: int = 0) -> dict[str, np.ndarray]:
     inputs of the task's sampler (``n`` of them, seeded). A variable that is the same on every
     input at a position (``le0`` after sort's latest SEP, anything at position 0) cannot be
     moved by resampling or mean ablation there, so its cells are no evidence either way."""
-    values = task.run(task.sample(n, seed=seed).tokens)
+    return _variation(task.program, task, n, seed)
+
+
+def _variation(program, task, n: int = 2048, seed: int = 0) -> dict[str, np.ndarray]:
+    from tasks import interpreter
+
+    values = interpreter.run(program, task.sample(n, seed=seed).tokens)
     return {k: (v != v[:1]).any(axis=0) for k, v in values.items()}
 
 
-def attach(model, task, gt: GroundTruth, blocks: list[Block]) -> GroundTruth:
+def attach(model, task, gt: GroundTruth, blocks: list[Block], program=None) -> GroundTruth:
     """Set ``model.partition`` and fill ``gt``'s cells, component variables and decoys (see the
-    module doc); ``task`` is the task the model computes (decoys included)."""
+    module doc); ``task`` is the task the model computes (decoys included), ``program`` the
+    program the builder compiled when it is not ``task.program`` (a rewrite with stages)."""
     sites = {s.name: s for s in model.site_list()}
     blocks = merge(blocks)
     partition: dict[str, list[list[int]]] = {}
@@ -110,10 +117,10 @@ def attach(model, task, gt: GroundTruth, blocks: list[Block]) -> GroundTruth:
             partition.setdefault(site.name, [])
     model.partition = partition
     by_units = {(b.site, tuple(sorted(b.units))): b for b in blocks}
-    program = task.program
+    program = task.program if program is None else program
     L = task.max_len
     lv = live(program, task.possible_readout())
-    varies = variation(task)
+    varies = variation(task) if program is task.program else _variation(program, task)
     cells, comp_vars = {}, {}
     for c in component_list(model.site_list(), partition):
         b = by_units.get((c.site, tuple(sorted(c.units))))
@@ -124,7 +131,7 @@ def attach(model, task, gt: GroundTruth, blocks: list[Block]) -> GroundTruth:
         cells[c.name] = tuple(int(x) for x in labels(roles, program, lv, varies, L))
         comp_vars[c.name] = tuple(dict.fromkeys(v for v, mode in roles if mode != "const"))
     gt.cells, gt.component_variables = cells, comp_vars
-    gt.decoys = tuple(program.decoy_names)
+    gt.decoys = tuple(d for d in program.decoy_names if d in gt.variables)
     positive = {c.site for c in component_list(model.site_list(), partition) if POSITIVE in cells[c.name]}
     gt.circuit = tuple(s for s in gt.circuit if _in_circuit(s, sites, positive))
     gt.edges = tuple(e for e in gt.edges if all(x in ("embed", "logits") or _in_circuit(x, sites, positive) for x in e))

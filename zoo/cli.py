@@ -17,6 +17,7 @@ def cmd_tasks(args) -> None:
         print(task.program.describe())
         return
     from zoo import FAMILIES
+    from zoo.bounds import length_bound
     from zoo.support import primitive_table, task_table
 
     by_task = task_table()
@@ -26,9 +27,11 @@ def cmd_tasks(args) -> None:
         compiled = ["exact" if by_task[(name, f)] is None else f"refused ({by_task[(name, f)]})" for f in FAMILIES]
         rows.append((name, str(len(t.vocab)), str(t.max_len), str(len(t.program)), t.mode, str(t.n_classes), *compiled))
     _table(rows)
-    print("\nprimitive x family (exact: every task using it compiles exactly; refused: a compiler refuses it):\n")
+    print("\nprimitive x family (exact: every task using it compiles exactly, up to the length bound of the family's")
+    print("construction, m = the largest |value| a count or sum adds; refused: a compiler refuses it):\n")
     prims = primitive_table(by_task)
-    _table([("primitive", *FAMILIES)] + [(p, *(prims[p][f] for f in FAMILIES)) for p in sorted(prims)])
+    cell = lambda p, f: f"exact ({length_bound(f, p)})" if prims[p][f] == "exact" else prims[p][f]  # noqa: E731
+    _table([("primitive", *FAMILIES)] + [(p, *(cell(p, f) for f in FAMILIES)) for p in sorted(prims)])
     print("\n`zoo tasks NAME` prints a task's program.")
 
 
@@ -49,6 +52,8 @@ def cmd_compile(args) -> None:
     print("\nwhere each variable lives:")
     for name, loc in model.ground_truth.variables.items():
         print(f"  {name:<14} {loc.site:<18} {loc.dim}-dim subspace")
+    for name, loc in model.ground_truth.stages.items():
+        print(f"  {name:<14} {loc.site:<18} {loc.dim}-dim subspace  (a stage of {model.ground_truth.stage_of[name]})")
     print(f"\ncircuit: {', '.join(model.ground_truth.circuit)}")
     if args.out:
         model.save(args.out)

@@ -27,6 +27,12 @@ of SSM channels, each at each position):
 - ``decoys``: the decoy variables (:mod:`tasks.decoys`), located in ``variables`` like the
   others, outside the circuit; ``readouts``: decoy output -> a :class:`Readout` that decodes its
   value from an activation, so an evaluator can see whether an intervention moved the decoys.
+- ``stages``: implementation variable -> :class:`Location`, where a family implements a program
+  variable in stages (a ``Scan`` as a parallel prefix of partial products in a transformer or an
+  SSM, :mod:`tasks.rewrite`); patching one reproduces the counterfactual of the rewritten
+  program (``tasks.rewrite.staged(task)``). ``stage_of``: stage -> the program variable it
+  implements. Empty where every variable is computed in one piece (the RNN's step-by-step Scan).
+  A stage may be listed in ``site_variables`` and ``components`` like a variable.
 """
 
 from __future__ import annotations
@@ -114,6 +120,8 @@ class GroundTruth:
     component_variables: dict[str, tuple[str, ...]] = field(default_factory=dict)
     decoys: tuple[str, ...] = ()
     readouts: dict[str, Readout] = field(default_factory=dict)
+    stages: dict[str, Location] = field(default_factory=dict)
+    stage_of: dict[str, str] = field(default_factory=dict)
 
     @property
     def program_variables(self) -> dict[str, Location]:
@@ -128,12 +136,16 @@ class GroundTruth:
         """Components with at least one cell that is not NEITHER."""
         return tuple(c for c, lab in self.cells.items() if any(x != NEITHER for x in lab))
 
+    def location(self, name: str) -> Location:
+        """The location of a program variable or of a stage (implementation variable)."""
+        return self.variables[name] if name in self.variables else self.stages[name]
+
     def subspace_at(self, site: str) -> np.ndarray:
         """Orthonormal basis ``[k, width]`` of the span of every variable readable at ``site``."""
         names = self.site_variables.get(site, ())
         if not names:
             return np.zeros((0, 0))
-        stacked = np.concatenate([self.variables[n].basis for n in names], axis=0)
+        stacked = np.concatenate([self.location(n).basis for n in names], axis=0)
         _, s, vt = np.linalg.svd(stacked, full_matrices=False)
         return vt[s > 1e-8]
 
@@ -153,6 +165,8 @@ class GroundTruth:
             component_variables={c(k): v for k, v in self.component_variables.items()},
             decoys=self.decoys,
             readouts={k: Readout(s(r.site), r.weight, r.bias, r.values) for k, r in self.readouts.items()},
+            stages={k: Location(s(v.site), v.basis, v.lag) for k, v in self.stages.items()},
+            stage_of=dict(self.stage_of),
         )
 
     def to_json(self) -> dict:
@@ -166,6 +180,8 @@ class GroundTruth:
             "component_variables": {k: list(v) for k, v in self.component_variables.items()},
             "decoys": list(self.decoys),
             "readouts": {k: v.to_json() for k, v in self.readouts.items()},
+            "stages": {k: v.to_json() for k, v in self.stages.items()},
+            "stage_of": dict(self.stage_of),
         }
 
     @classmethod
@@ -180,6 +196,8 @@ class GroundTruth:
             component_variables={k: tuple(v) for k, v in d.get("component_variables", {}).items()},
             decoys=tuple(d.get("decoys", ())),
             readouts={k: Readout.from_json(v) for k, v in d.get("readouts", {}).items()},
+            stages={k: Location.from_json(v) for k, v in d.get("stages", {}).items()},
+            stage_of=dict(d.get("stage_of", {})),
         )
 
     def dumps(self) -> str:

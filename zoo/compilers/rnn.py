@@ -42,7 +42,9 @@ Constructions per primitive (``L`` = the variable's layer, ``x`` = layer L-1 at 
   [t < k])``, the default flag from the clock.
 - ``Aggregate(eq, count)`` (no value): per-key counters ``n_k`` and gated reads in the same
   layer, ``g_k = relu(n_{k,t-1} + [key_t == k] + M [query_t == k] - M)``; the count is
-  ``sum_k g_k``.
+  ``sum_k g_k``. A comparison (``lt/le/gt/ge``) reads, per query value u, the counters of the
+  keys it selects: ``g_u = relu(sum_{w <op> u} (n_{w,t-1} + [key_t == w]) + M [query_t == u] - M)``;
+  its last/first slots are per query value u, written when ``key <op> u``.
 - ``Aggregate(eq, last/first)``: per-key memory slots, K*V of them: slot (k, v) holds
   ``m = P + W`` in two units (an overwrite is not one ReLU): ``last``: ``P_t = relu(m_{t-1} -
   [key_t == k])``, ``W_t = relu([key_t == k] + [value_t == v] - 1)``; ``first``: ``P_t =
@@ -51,8 +53,12 @@ Constructions per primitive (``L`` = the variable's layer, ``x`` = layer L-1 at 
   ``D_k = relu([query == k] - sum_v m_kv)`` for the default; ``[out == w] = sum_k G_kw (+ sum
   D)``. The variable lives in the gate layer.
 - ``Scan`` (Minsky): one unit per (state, input) pair, ``P_{q,a,t} = relu(S_q(h_{t-1}) + [q ==
-  init][t == 0] + [x_t == a] - 1)`` where ``S_q`` sums the pairs whose transition leads to q;
-  the state's one-hot is ``S_q(h_t)``.
+  init][t == 0] + 2 [x_t == a] - 2)`` where ``S_q`` sums the pairs whose transition leads to q;
+  the state's one-hot is ``S_q(h_t)``. The input's weight 2 keeps every pair of another input at
+  -1 or below, and the pairs of the current input copy their state's indicator with slope 1, so
+  the indicators' total is carried, never multiplied: rounding (a reparametrised copy's) grows at
+  most linearly with the length. With weight 1 a pair of another input sat at 0 and passed its
+  error on, 4x a step in ``flip_flop``, whose write0 leads both states and four pairs to state 0.
 - a numerical magnitude that a one-hot consumer needs is decoded one layer up by ramps
   ``r_k = relu(c - k)``, ``[c == v] = r_{v-1} - 2 r_v + r_{v+1}``.
 - readout: the output's one-hot functionals are the logits (margin 1), or for a magnitude
@@ -69,8 +75,9 @@ sites holding copies, delay lines, per-key state or decoding ramps are left out 
 units carry information that is not a variable at that site). Components of a variable are the
 sites computing it (two for a memory lookup: slots and gates).
 
-Refusals: ``Aggregate(eq, sum/max/min)`` and ``Aggregate(eq, count)`` with a value are not
-compiled (no catalog task uses them); a length whose integers would pass 2^22 or whose layers
+Refusals: ``Aggregate(eq, sum/max/min)`` and ``Aggregate(eq, count)`` with a value, and the same
+over comparisons, are not compiled (no catalog task uses them; a count with a value needs an
+AND of two one-hots feeding a counter in one step); a length whose integers would pass 2^22 or whose layers
 would need more than ``MAX_UNITS`` units is refused. Unit bookkeeping (sparse affine
 functionals, the clock, copies, decodings) lives in :mod:`zoo.compilers.rnn_units`.
 """
@@ -227,7 +234,7 @@ class Builder(UnitBuilder):
             return self.key_counts(v)
         if reduce in ("last", "first"):
             return self.slots(v)
-        raise CompileError(FAMILY, f"Aggregate(eq, {reduce}{' with a value' if reduce == 'count' else ''})", "only count (no value), last and first are compiled for key == query selections")
+        raise CompileError(FAMILY, f"Aggregate({sel.kind}, {reduce}{' with a value' if reduce == 'count' else ''})", f"only count (no value), last and first are compiled for key {sel.kind} query selections")
 
     def counter(self, v: Aggregate):
         L = 0 if v.value is None else 1 + self.avail(v.value, onehot=False)
@@ -284,6 +291,16 @@ class Builder(UnitBuilder):
         Fk, Fq = self.acc(key, L - 1, True).onehot, self.acc(query, L - 1, True).onehot
         M = float(self.max_len + 1)
         reads = Aff()
+        if v.select.kind != "eq":  # a counter per key value, a gated read per query value u of the counters it selects
+            counters = {w: self.unit(L, INTERNAL, inp=Fk[w]) for w in key.value_set.values}
+            for n in counters.values():
+                self.connect(L, n, rec=unit_aff(n))
+            for u, selected in zip(*self._slot_keys(v.select, Fk, Fq)):
+                ws = [w for w in key.value_set.values if v.select.matches(w, u)]
+                g = self.unit(L, VAR, inp=selected + M * Fq[u] - M, rec=sum((unit_aff(counters[w]) for w in ws), Aff()))
+                reads = reads + unit_aff(g)
+            self.home[v.name] = Acc(L, value=reads)
+            return
         for k in key.value_set.values:
             if k not in Fq:
                 continue
@@ -293,17 +310,28 @@ class Builder(UnitBuilder):
             reads = reads + unit_aff(g)
         self.home[v.name] = Acc(L, value=reads)
 
+    @staticmethod
+    def _slot_keys(sel, Fk: dict, Fq: dict) -> tuple[list, list]:
+        """The slots of a key <op> query selection and each slot's key indicator: one per key
+        value k (its ``[key == k]``) for eq, one per query value u (``sum_{w <op> u} [key == w]``,
+        0/1) for a comparison; only slots some query value reads. Returns (slots, indicators)."""
+        if sel.kind == "eq":
+            keys = [k for k in Fk if k in Fq]
+            return keys, [Fk[k] for k in keys]
+        keys = [u for u in Fq if any(sel.matches(w, u) for w in Fk)]
+        return keys, [sum((f for w, f in Fk.items() if sel.matches(w, u)), Aff()) for u in keys]
+
     def slots(self, v: Aggregate):
         """Per-key memory slots for last/first (key == query), or one slot row for all/first."""
         sel, value = v.select, v.value
-        keyed = sel.kind == "eq"
+        keyed = sel.compares
         vals = value.value_set.values
         if keyed:
             key, query = sel.key, sel.query
             s = max(1 + self.avail(key, True), 1 + self.avail(value, True), self.avail(query, True))
-            Fk = self.acc(key, s - 1, True).onehot
             Fq = self.acc(query, s, True).onehot
-            keys = [k for k in key.value_set.values if k in Fq]
+            keys, indicators = self._slot_keys(sel, self.acc(key, s - 1, True).onehot, Fq)
+            Fk = dict(zip(keys, indicators))
         else:
             s = 1 + self.avail(value, True)
             Fk, keys = {None: Aff(c=1.0)}, [None]
@@ -357,7 +385,7 @@ class Builder(UnitBuilder):
         for q in states:
             for a in inputs:
                 rec = S[q] + (start if q == v.init else Aff())
-                self.connect(L, P[q, a], inp=F[a] - 1.0, rec=rec)
+                self.connect(L, P[q, a], inp=2.0 * F[a] - 2.0, rec=rec)
         self.home[v.name] = Acc(L, onehot=S)
 
     # -- assembly ------------------------------------------------------------------------------

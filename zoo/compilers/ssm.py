@@ -33,8 +33,19 @@ Mixer channels (each d_inner channel c is relu of a linear form of the stream, a
   mixer in an earlier block computes the intermediate ``seen_before`` (key k at lag 1,
   self-written flags, read at the key's own slot through the gate) into the stream; the first
   occurrence is written by count channels ANDed with ``1 - seen_before`` (written once).
-- ``Scan`` is refused: a diagonal SSM with positive decays composes its updates commutatively and
-  cannot track a non-abelian automaton; ``Select.eq`` on a numerical key or query is refused.
+- **comparisons** ``Select.lt/le/gt/ge(key, query)``: one slot per query value u, its key form
+  ``sum_{w <op> u} [key == w]`` (0/1: the key is one-hot), read through the gate
+  ``[query_t == u]``; every reduction as for ``eq`` except ``first`` (refused: a slot written
+  once needs "nothing selected before", which differs from slot to slot).
+- ``Scan``: a diagonal SSM with positive decays composes its updates commutatively and cannot
+  step through a non-abelian automaton, so the compiler compiles the program rewritten by
+  :func:`tasks.rewrite.parallel_prefix` (exact up to ``max_len``): round k is block k-1, its
+  mixer the lag-2^(k-1) convolution tap (``d_conv = 2^(K-1) + 1`` for ``K = ceil(log2
+  max_len)`` blocks: 9 at length 16, a tap per lag in every block's channels, ``d_inner *
+  d_conv`` weights a block) and its MLP the transition monoid's products (an AND unit per
+  pair of elements). Stages (``zoo.compilers.stages``): ``_lag`` at ``L{k-1}.mixer``,
+  ``_prod`` at ``L{k}.resid``. A monoid of more than ``tasks.rewrite.MAX_MONOID`` elements is
+  refused naming its size; a selection on a numerical key or query is refused.
 
 MLP sublayers (ReLU) compute ``Map`` (AND units over one-hots, one per input combination, or a
 piecewise-linear table over the mixed-radix code when an input is numerical) and ``Sum`` (relu(s)
@@ -59,15 +70,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.program import Aggregate, Indices, Map, Scan, Sum, Tokens
+from tasks.program import Aggregate, Indices, Map, Sum, Tokens
+from tasks.rewrite import MonoidTooLarge, parallel_prefix
 from tasks.task import Task
 
 from ..compile import CompileError
 from ..families.ssm import SSM, SSMConfig
 from ..cells import Block, attach
 from ..ground_truth import GroundTruth, Location, Readout
+from .stages import with_stages
 from .ssm_parts import (
-    A_LOG_COUNT, A_LOG_WRITE, B_WRITE, C_READ, ONE, Z_OFF, Z_ON, Channel, Form, Layout, MixerSpec,
+    A_LOG_COUNT, A_LOG_WRITE, B_WRITE, C_READ, ONE, ZERO, Z_OFF, Z_ON, Channel, Form, Layout, MixerSpec,
     accumulate, add_forms, form, map_units,
 )
 
@@ -85,12 +98,12 @@ def _check(program):
     for v in program.variables:
         if v.value_set.is_numerical and max(abs(v.value_set.lo), abs(v.value_set.hi)) > EXACT_LIMIT:
             raise CompileError(FAMILY, f"{v.op} (numerical range)", f"{v.name!r} ranges over {v.value_set.lo}..{v.value_set.hi}; float32 accumulators are exact only up to {EXACT_LIMIT}; use a shorter max_len or smaller values")
-        if isinstance(v, Scan):
-            raise CompileError(FAMILY, "Scan", f"variable {v.name!r} is a finite-state automaton; a diagonal SSM with positive decays composes updates commutatively and cannot track a general (non-abelian) automaton exactly. Rewrite it as a count or sum followed by a Map where the group is abelian")
-        if isinstance(v, Aggregate) and v.select.kind == "eq":
+        if isinstance(v, Aggregate) and v.select.compares:
             for role, x in (("key", v.select.key), ("query", v.select.query)):
                 if x.value_set.is_numerical:
-                    raise CompileError(FAMILY, "Select.eq", f"Aggregate {v.name!r}: the {role} {x.name!r} is numerical; per-key slots need a categorical key and query (Map it to a categorical variable)")
+                    raise CompileError(FAMILY, f"Select.{v.select.kind}", f"Aggregate {v.name!r}: the {role} {x.name!r} is numerical; per-key slots need a categorical key and query (Map it to a categorical variable)")
+            if v.select.kind != "eq" and v.reduce == "first":
+                raise CompileError(FAMILY, f"Aggregate({v.select.kind}, first)", f"Aggregate {v.name!r}: a slot written once needs 'no selected key before', which a comparison makes different for every slot; only eq selections reduce 'first' (use 'last' or 'min' over the positions)")
 
 
 def _schedule(program):
@@ -112,11 +125,20 @@ def _schedule(program):
 
 
 def _slots(layout: Layout, v: Aggregate):
-    """(key form, gate form) per slot: one for Select.all, one per key value for Select.eq."""
+    """(key form, gate form) per slot: one for Select.all, one per key value for Select.eq, one
+    per query value u for a comparison (key form ``sum_{w <op> u} [key == w]``, 0/1 since the key
+    is one-hot)."""
     sel = v.select
     if sel.kind == "all":
         return [(ONE, ONE)]
-    return [(layout.indicator(sel.key, k), layout.indicator(sel.query, k)) for k in sel.key.value_set.values]
+    if sel.kind == "eq":
+        return [(layout.indicator(sel.key, k), layout.indicator(sel.query, k)) for k in sel.key.value_set.values]
+    slots = []
+    for u in sel.query.value_set.values:
+        matching = [w for w in sel.key.value_set.values if sel.matches(w, u)]
+        if matching:
+            slots.append((add_forms(*((1.0, layout.indicator(sel.key, w)) for w in matching)), layout.indicator(sel.query, u)))
+    return slots or [(ZERO, ONE)]  # nothing ever selected: one slot that is never written (the default)
 
 
 def _value_halves(layout: Layout, x):
@@ -254,7 +276,10 @@ def _compile_seen_before(layout, v: Aggregate, mixer: MixerSpec, dim: int):
 
 
 def compile_program(task: Task, seed: int = 0) -> SSM:
-    program = task.program
+    try:  # a Scan becomes its parallel prefix: offsets (convolution taps) and Maps (tasks.rewrite)
+        program, stage_of = parallel_prefix(task.program, task.max_len)
+    except MonoidTooLarge as err:
+        raise CompileError(FAMILY, "Scan", str(err)) from None
     _check(program)
     stage, aux = _schedule(program)
     n_layers = max(1, (max(stage.values()) + 1) // 2)
@@ -296,9 +321,9 @@ def compile_program(task: Task, seed: int = 0) -> SSM:
                     n_layers=n_layers, d_inner=d_inner, d_state=1, d_conv=max(4, max_lag + 1), d_mlp=d_mlp,
                     pos_embed=uses_indices, act="relu", gate="relu")
     model = SSM(cfg)
-    _fill_weights(model, task, layout, mixers, mlps)
-    model.ground_truth = _ground_truth(program, stage, aux, layout, mixers, mlps, n_layers)
-    attach(model, task, model.ground_truth, _blocks(mixers, owners, mlps, mlp_owners, cfg.d_state))
+    _fill_weights(model, task, program, layout, mixers, mlps)
+    model.ground_truth = with_stages(_ground_truth(program, stage, aux, layout, mixers, mlps, n_layers), stage_of)
+    attach(model, task, model.ground_truth, _blocks(mixers, owners, mlps, mlp_owners, cfg.d_state), program=program)
     model.ground_truth.readouts = {d.name: _readout(layout, d, n_layers) for d in program.decoys}
     model.meta.update({"compiler": "zoo.compilers.ssm", "stages": dict(stage)})
     return model
@@ -344,10 +369,9 @@ class _AuxVar:
         self.name = name
 
 
-def _fill_weights(model: SSM, task: Task, layout: Layout, mixers, mlps):
+def _fill_weights(model: SSM, task: Task, program, layout: Layout, mixers, mlps):
     cfg = model.config
     W = cfg.d_model
-    program = task.program
     tok = np.zeros((cfg.vocab_size, W), np.float32)
     tok[np.arange(cfg.vocab_size), layout.dims[program.tokens.name]] = 1.0
     sd = {"tok_embed": tok}

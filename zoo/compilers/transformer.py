@@ -57,9 +57,15 @@ winner gets weight exactly 1 and the head copies its value vector exactly):
   empty selection therefore selects BOS; a default head (``+2G`` on matches, ``G`` on a
   non-matching BOS, ``-2G`` on a matching BOS, value on BOS only) then adds
   ``rep(default) - rep(value at BOS)`` exactly when nothing matches;
-- *key == query count (no value)*: the exact-mean head with a one-hot value counts every key
-  value into scratch dims, ``c_u = #{1 <= j <= t: key_j = u}``; the MLP picks the query's count,
-  ``ReLU(c_u + [k0 == u] + M [query_t == u] - M)`` with ``M = max_len + 2``, and cleans scratch;
+- *key <op> query* (``lt``, ``le``, ``gt``, ``ge``: ``Select.lt(key, query)`` and its kin,
+  categorical key and query ordered by value): the same heads with ``[key_j == u]`` replaced
+  by the key functional ``sum_{w <op> u} [key_j == w]`` of each query value u (still 0/1,
+  since the key is one-hot), so ``H * [key_j <op> query_t]`` separates selected from not; BOS
+  is a real match for the query values u with ``k0 <op> u``;
+- *key <op> query count (no value)*, ``==`` included: the exact-mean head with a one-hot value
+  counts, per query value u, the keys it selects into a scratch dim,
+  ``c_u = #{1 <= j <= t: key_j <op> u}``; the MLP picks the query's count,
+  ``ReLU(c_u + [k0 <op> u] + M [query_t == u] - M)`` with ``M = max_len + 2``, and cleans scratch;
 - a *position-0 fix head* (self attention, value ``bos``) is added whenever the heads above
   would write something other than the program's value at position 0 (all position-0 values are
   constants, since every input starts with BOS).
@@ -95,10 +101,20 @@ Unembedding: a categorical output's logits are its one-hot; a numerical output x
 ``logit_c = 2 c x - c^2`` (``-(x - c)^2`` up to a term shared by all classes), whose argmax is the
 nearest class, with margin ``1 - 2|x - value|``.
 
-Refusals: ``Scan`` (a fixed-depth transformer cannot track a general automaton exactly:
-``CompileError("transformer", "Scan", ...)``), key==query selections on numerical variables,
-key==query count/sum of a value, Maps over more than 20000 input combinations, and lengths
-above the error bound of the exact-mean head.
+``Scan``: a fixed-depth transformer cannot step through an automaton, so the compiler compiles
+the program rewritten by :func:`tasks.rewrite.parallel_prefix`, exact up to ``max_len``: round
+k (layer k-1) is an offset head reading the partial product 2^(k-1) positions back (the
+token itself in round 1) and an MLP tabulating the transition monoid's products (an AND unit
+per pair of elements whose product differs from the most common one), ``ceil(log2 max_len)``
+layers in all. The stages are ground-truth ``stages`` (``zoo.compilers.stages``): ``_lag`` at
+``L{k-1}.resid_mid``, ``_prod`` at ``L{k}.resid``; the Scan's own variable at
+``L{K}.resid``, its components every head and MLP of the prefix.
+
+Refusals: a ``Scan`` whose transition monoid has more than ``tasks.rewrite.MAX_MONOID``
+elements (``CompileError("transformer", "Scan", ...)`` naming the size), key <op> query
+selections on numerical variables, key <op> query count/sum of a value (an AND of two
+one-hots, which an attention value cannot form), Maps over more than 20000 input
+combinations, and lengths above the error bound of the exact-mean head.
 The ``seed`` is accepted for interface symmetry; compiled weights are deterministic.
 """
 
@@ -112,12 +128,14 @@ import numpy as np
 import torch
 
 from tasks import interpreter
-from tasks.program import Aggregate, Indices, Map, Scan, Sum, Tokens, Variable
+from tasks.program import Aggregate, Indices, Map, Sum, Tokens, Variable
+from tasks.rewrite import MonoidTooLarge, parallel_prefix
 
 from ..compile import CompileError
 from ..families.transformer import Transformer, TransformerConfig
 from ..cells import Block, attach
 from ..ground_truth import GroundTruth, Location, Readout
+from .stages import with_stages
 
 FAMILY = "transformer"
 G = 120.0  # score gap: exp(-G) underflows to exactly 0 in float32
@@ -143,11 +161,11 @@ class _Head:
 class _Compiler:
     def __init__(self, task):
         self.task = task
-        self.prog = task.program
         self.L = int(task.max_len)
-        for v in self.prog.variables:
-            if isinstance(v, Scan):
-                raise CompileError(FAMILY, "Scan", f"variable {v.name!r} is a finite-state recurrence; a fixed-depth transformer cannot track a general automaton exactly at every length")
+        try:  # a Scan becomes its parallel prefix: offsets and Maps (tasks.rewrite)
+            self.prog, self.stage_of = parallel_prefix(task.program, self.L)
+        except MonoidTooLarge as err:
+            raise CompileError(FAMILY, "Scan", str(err)) from None
         self.p0 = {k: int(a[0, 0]) for k, a in interpreter.run(self.prog, np.zeros((1, 1), dtype=np.int64)).items()}
         self.d = 0
         self.dims: dict[str, list[int]] = {}
@@ -416,23 +434,25 @@ class _Compiler:
                 q = self.posfun(lambda t: G if t < k else -G)
                 heads.append(self.add_head(l, [(q, self.bos)], [(self.bos, corr)], reads, "default", "const"))
                 _axpy(at0, corr)
-        else:  # eq
+        else:  # key[j] <op> query[t]: eq, lt, le, gt, ge
             K, Q, x = sel.key, sel.query, v.value
             for u in (K, Q):
                 if u.value_set.is_numerical:
-                    raise CompileError(FAMILY, "Aggregate(eq)", f"{v.name!r} selects on the numerical variable {u.name!r}; this compiler matches keys and queries as one-hot categorical variables (Map it to a categorical variable)")
-            common = sorted(set(K.value_set.values) & set(Q.value_set.values))
+                    raise CompileError(FAMILY, f"Aggregate({sel.kind})", f"{v.name!r} selects on the numerical variable {u.name!r}; this compiler matches keys and queries as one-hot categorical variables (Map it to a categorical variable)")
+            # one query value u at a time: the keys it selects, sum_{w: w <op> u} onehot_w
+            common = [u for u in Q.value_set.values if any(sel.matches(w, u) for w in K.value_set.values)]
+            keys = {u: {self.dim(K, w): 1.0 for w in K.value_set.values if sel.matches(w, u)} for u in common}
             k0 = self.p0[K.name]
-            q_has_k0 = k0 in Q.value_set.values
+            bos_matches = [u for u in Q.value_set.values if sel.matches(k0, u)]  # queries the BOS key matches
             if red in ("count", "sum"):
                 if x is not None:
-                    raise CompileError(FAMILY, f"Aggregate(eq, {red})", f"{v.name!r} reduces a value over a key==query selection; only counting the selected positions (value=None) is implemented exactly")
+                    raise CompileError(FAMILY, f"Aggregate({sel.kind}, {red})", f"{v.name!r} reduces a value over a key {sel.kind} query selection; only counting the selected positions (value=None) is implemented exactly (Map the key and the value into one key first)")
                 self._mean_head_check(v, 1.0)
                 vo = []
                 scratch = self._alloc(f"_scratch_{v.name}", len(common))
                 for u, s in zip(common, scratch):
-                    vv = {self.dim(K, u): 1.0}
-                    if u == k0:
+                    vv = dict(keys[u])
+                    if u in bos_matches:
                         _axpy(vv, self.bos, -1.0)
                     vo.append((vv, {s: float(L)}))
                 h = self.add_head(l, [(logC, self.bos)], vo, [K.name], "count_by_key")
@@ -440,7 +460,7 @@ class _Compiler:
                 M = float(L + 2)
                 out = out_dims[0]
                 for u, s in zip(common, scratch):
-                    self.units[l].append(({s: 1.0, self.dim(Q, u): M}, float(u == k0) - M, {out: 1.0}))
+                    self.units[l].append(({s: 1.0, self.dim(Q, u): M}, float(u in bos_matches) - M, {out: 1.0}))
                     self.units[l].append(({s: 1.0}, 0.0, {s: -1.0}))
                 self.mlp_reads[l].add(Q.name)
                 self.mlp_edges.add((h, f"L{l}.mlp"))
@@ -458,22 +478,22 @@ class _Compiler:
             H = pmax - pmin + 2 * G
             sink = pmax + G
             p_bos = self._bos_value(P)
-            qk = [({self.dim(Q, u): H}, {self.dim(K, u): 1.0}) for u in common]
+            qk = [({self.dim(Q, u): H}, keys[u]) for u in common]
             qk.append((dict(self.one), P))
             phi = _scaled(self.one, sink - p_bos)
-            if q_has_k0:
-                _axpy(phi, {self.dim(Q, k0): 1.0}, -(sink - p_bos))
+            for u in bos_matches:
+                _axpy(phi, {self.dim(Q, u): 1.0}, -(sink - p_bos))
             qk.append((phi, dict(self.bos)))
             vo = self.copy_vo(x, v)
-            heads.append(self.add_head(l, qk, vo, reads, f"eq_{red}"))
+            heads.append(self.add_head(l, qk, vo, reads, f"{sel.kind}_{red}"))
             a0_rep = self.rep(v, self.p0[x.name])
             _axpy(at0, a0_rep)
             corr = _axpy(dict(self.rep(v, v.default)), a0_rep, -1.0)
             if sel.may_be_empty and any(abs(c) > 0 for c in corr.values()):
-                qkB = [({self.dim(Q, u): 2 * G}, {self.dim(K, u): 1.0}) for u in common]
+                qkB = [({self.dim(Q, u): 2 * G}, keys[u]) for u in common]
                 phiB = _scaled(self.one, G)
-                if q_has_k0:  # then k0 is in common: natural 2G, wanted -2G
-                    _axpy(phiB, {self.dim(Q, k0): 1.0}, -5 * G)
+                for u in bos_matches:  # then u is in common: natural 2G, wanted -2G
+                    _axpy(phiB, {self.dim(Q, u): 1.0}, -5 * G)
                 qkB.append((phiB, dict(self.bos)))
                 heads.append(self.add_head(l, qkB, [(self.bos, corr)], reads, "default"))
                 _axpy(at0, corr)
@@ -541,7 +561,7 @@ class _Compiler:
                      W_out=W_out, b_out=b_out, W_U=W_U, b_U=b_U, attn_scale=np.ones(nl))
         model.load_state_dict({k: f32(v) for k, v in state.items()})
         model.ground_truth = self._ground_truth(nl)
-        attach(model, task, model.ground_truth, self.blocks)
+        attach(model, task, model.ground_truth, self.blocks, program=self.prog)
         model.ground_truth.readouts = {d.name: self._readout(d, nl) for d in prog.decoys}
         model.meta.update({"construction": "tracr-style exact compilation (zoo.compilers.transformer)"})
         return model
@@ -583,8 +603,8 @@ class _Compiler:
         circuit.append(f"L{nl}.resid")
         edges |= self.mlp_edges
         edges.update((w, "logits") for w in self.writers[self.prog.output.name])
-        return GroundTruth(variables=variables, components=dict(self.components), circuit=tuple(circuit),
-                           edges=tuple(sorted(edges)), site_variables=site_variables)
+        return with_stages(GroundTruth(variables=variables, components=dict(self.components), circuit=tuple(circuit),
+                                       edges=tuple(sorted(edges)), site_variables=site_variables), self.stage_of)
 
 
 def compile_program(task, seed: int = 0) -> Transformer:

@@ -255,15 +255,16 @@ def reparametrize(model: RNN, seed: int = 0, scale_range: tuple[float, float] = 
     new.partition, renamed = moved_partition(model.partition, {f"L{k}.hidden": np.argsort(perms[k]) for k in range(model.num_layers)})
     gt = model.ground_truth
     if gt is not None:
-        moved = {}
-        for name, loc in gt.variables.items():
+        def move(loc: Location) -> Location:
             k = -1 if loc.site == "embed" else int(loc.site.split(".")[0][1:])
             basis = loc.basis @ A_inv[k + 1]  # rows w -> A^{-T} w
-            moved[name] = Location(loc.site, orthonormal_rows(basis), loc.lag)
+            return Location(loc.site, orthonormal_rows(basis), loc.lag)
+
         readouts = {}
         for name, r in gt.readouts.items():  # functionals, mapped as the readout's weight
             k = -1 if r.site == "embed" else int(r.site.split(".")[0][1:])
             readouts[name] = Readout(r.site, r.weight @ A_inv[k + 1], r.bias, r.values)
-        new.ground_truth = replace(gt, variables=moved, readouts=readouts).renamed(components=renamed)
+        new.ground_truth = replace(gt, variables={name: move(loc) for name, loc in gt.variables.items()}, readouts=readouts,
+                                   stages={name: move(loc) for name, loc in gt.stages.items()}).renamed(components=renamed)
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

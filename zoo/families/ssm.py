@@ -371,12 +371,13 @@ def reparametrize(model: SSM, seed: int = 0) -> SSM:
     new.partition, renamed = moved_partition(model.partition, unit_moves)
     gt = model.ground_truth
     if gt is not None:
-        variables = {}
-        for name, loc in gt.variables.items():
+        def move(loc: Location) -> Location:
             if loc.site not in site_maps:
                 raise ValueError(f"reparametrize: no basis map for site {loc.site!r}")
-            variables[name] = Location(loc.site, site_maps[loc.site](np.asarray(loc.basis, dtype=np.float64)), loc.lag)
+            return Location(loc.site, site_maps[loc.site](np.asarray(loc.basis, dtype=np.float64)), loc.lag)
+
         readouts = {k: Readout(r.site, site_maps[r.site](r.weight), r.bias, r.values) for k, r in gt.readouts.items()}  # stream sites: a rotation
-        new.ground_truth = replace(gt, variables=variables, readouts=readouts).renamed(components=renamed)
+        new.ground_truth = replace(gt, variables={name: move(loc) for name, loc in gt.variables.items()}, readouts=readouts,
+                                   stages={name: move(loc) for name, loc in gt.stages.items()}).renamed(components=renamed)
     new.meta = dict(model.meta, reparametrized=int(seed))
     return new

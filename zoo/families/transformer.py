@@ -270,5 +270,6 @@ def reparametrize(model: Transformer, seed: int = 0) -> Transformer:
             return Location(loc.site, loc.basis @ R, loc.lag)
 
         readouts = {k: Readout(r.site, r.weight @ R, r.bias, r.values) for k, r in gt.readouts.items()}  # at stream sites
-        out.ground_truth = replace(gt, variables={k: move(v) for k, v in gt.variables.items()}, readouts=readouts).renamed(head_sites, renamed)
+        out.ground_truth = replace(gt, variables={k: move(v) for k, v in gt.variables.items()}, readouts=readouts,
+                                   stages={k: move(v) for k, v in gt.stages.items()}).renamed(head_sites, renamed)
     return out

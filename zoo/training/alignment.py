@@ -9,10 +9,14 @@ and a block of coordinates of it (an axis-aligned orthonormal basis, lag 0). The
   in a residual stream a ``Map`` of the token alone lives in the embedding (a trained embedding
   holds it; the compiler spends layer 0's MLP on it), which moves everything a layer down when
   layer 0 held nothing else, so no sequence mixer sits unused in front of the algorithm (the
-  SSM of ``modular_addition`` summed its digits there); where the compiler refuses the pair
-  (``Scan`` in a transformer or SSM) a depth rule gives the site: inputs at the embedding, an
-  aggregate of depth d after the sequence mixer of layer d, a per-position variable of depth d
-  after layer d's MLP, and a ``Scan`` after two mixing layers (the Krohn-Rhodes depth of S3).
+  SSM of ``modular_addition`` summed its digits there); where the compiler refuses the pair,
+  and for a ``Scan`` in a transformer or SSM, a depth rule gives the site: inputs at the
+  embedding, an aggregate of depth d after the sequence mixer of layer d, a per-position
+  variable of depth d after layer d's MLP, and a ``Scan`` after two mixing layers (the
+  Krohn-Rhodes depth of S3). The compilers build a ``Scan`` as a parallel prefix of
+  ceil(log2 max_len) layers (4 at length 16, its partial products as stages); permutation's
+  trained transformer and SSM were tuned on the two layers of the depth rule
+  (``PAIR_CONFIG``, ``PAIR_LEARNING_RATE``), so a planted Scan keeps them.
   And a ``Map`` that decodes a count into a sawtooth (a count mod 2, a sum mod 5) and that no
   variable reads sits a layer higher in a stream family when the sawtooth has more pieces than
   ``TWO_MLP_PIECES`` allows one MLP (:func:`sawtooth_pieces`): two MLPs decode it in turn, and
@@ -125,6 +129,8 @@ def _needs_scratch(task: Task, dims: dict) -> bool:
 def _compiled(task: Task, arch: str):
     from ..compile import CompileError, compile
 
+    if arch != "rnn" and any(v.op == "Scan" for v in task.program):
+        return None  # the depth rule, not the compiled parallel prefix (see the module docstring)
     try:
         return compile(task, arch)
     except CompileError:
