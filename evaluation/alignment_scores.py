@@ -44,6 +44,8 @@ import math
 import numpy as np
 import torch
 
+from methods.finding import patched_rows
+
 
 
 def subspace_overlap(a, b) -> float:
@@ -103,24 +105,7 @@ def causal_scores(model, task, truth, variable: str, aligned, pairs) -> dict:
 def decodability(model, task, variable: str, aligned, n: int = 128, seed: int = 0) -> float:
     """Held-out accuracy of a nearest-class-mean decoder of ``variable`` from the activation at
     ``aligned``'s site projected on its basis (positions 1.., half the inputs to fit, half to test)."""
-    tokens = task.sample(n, seed=seed).tokens
-    values = task.run(tokens)[variable]
-    L = tokens.shape[1]
-    with torch.no_grad():
-        acts = model.run(torch.as_tensor(tokens), cache=[aligned.site]).cache[aligned.site].double().cpu().numpy()
-    t = np.arange(1, L)
-    shifted = np.clip(t + aligned.lag, 0, L - 1)
-    X = acts[:, shifted, :] @ np.asarray(aligned.basis, dtype=np.float64).T  # [n, L-1, k]
-    y = values[:, t]
-    half = n // 2
-    Xtr, ytr = X[:half].reshape(-1, X.shape[-1]), y[:half].reshape(-1)
-    Xte, yte = X[half:].reshape(-1, X.shape[-1]), y[half:].reshape(-1)
-    classes = np.unique(ytr)
-    if len(classes) < 2 or len(yte) == 0:
-        return float("nan")
-    means = np.stack([Xtr[ytr == c].mean(0) for c in classes])
-    pred = classes[((Xte[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)]
-    return float((pred == yte).mean())
+    return batched_decodability(model, task, {variable: aligned}, n=n, seed=seed)[variable]
 
 
 def headline(row: dict, reference: dict | None = None) -> float:
@@ -141,27 +126,97 @@ def alignment_scores(alignment, model, task, truth, n: int = 256, seed: int = 0,
     """Per program variable of ``task`` (decoys excluded): the scores of the module doc and its
     headline ``score``; a variable the alignment leaves out gets ``{"missing": True, "score": 0}``.
     ``references``: variable -> the ground truth's own ``iia_changed`` / ``selectivity`` (trained
-    models; see :func:`reference_scores`)."""
-    out = {}
+    models; see :func:`reference_scores`). Every variable's pairs run in the same batched
+    forwards (:func:`batched_causal_scores`)."""
     program = task.program
     names = [v for v in program.names if v in program.output_names]
-    for k, name in enumerate(names):
-        av = alignment.variables.get(name)
+    aligned = {name: alignment.variables[name] for name in names if name in alignment.variables}
+    pairs = {name: task.sample_interventions(n, seed=seed + 101 * (k + 1), variable=name) for k, name in enumerate(names) if name in aligned}
+    causal = batched_causal_scores(model, task, truth, aligned, pairs)
+    decodes = batched_decodability(model, task, aligned, n=decode_n, seed=seed + 7)
+    out = {}
+    for name in names:
+        av = aligned.get(name)
         if av is None:
             out[name] = {"missing": True, "score": 0.0}
             continue
-        pairs = task.sample_interventions(n, seed=seed + 101 * (k + 1), variable=name)
-        row = causal_scores(model, task, truth, name, av, pairs)
+        row = dict(causal[name])
         loc = truth.variables.get(name) if truth is not None else None
         row["dim"] = int(av.basis.shape[0]) if av.featurizer is None else len(av.featurizer.features)
         row["truth_dim"] = int(loc.dim) if loc is not None else None
         row["compactness"] = min(1.0, row["truth_dim"] / row["dim"]) if loc is not None else 1.0
         row["overlap"] = subspace_overlap(av.basis, loc.basis) if loc is not None and loc.site == av.site and loc.lag == av.lag else 0.0
-        row["decodes"] = decodability(model, task, name, av, n=decode_n, seed=seed + 7 * (k + 1))
+        row["decodes"] = decodes[name]
         row["site"] = av.site
         row["score"] = headline(row, (references or {}).get(name))
         out[name] = row
     return out
+
+
+def batched_causal_scores(model, task, truth, aligned: dict, pairs: dict, chunk: int = 1024) -> dict:
+    """:func:`causal_scores` of every aligned variable from one batched set of forwards."""
+    if not aligned:
+        return {}
+    names = list(aligned)
+    base = np.concatenate([pairs[v][0] for v in names])
+    source = np.concatenate([pairs[v][1] for v in names])
+    position = np.concatenate([np.broadcast_to(np.asarray(pairs[v][3]), (len(pairs[v][0]),)) for v in names])
+    owner = np.concatenate([np.full(len(pairs[v][0]), v, dtype=object) for v in names])
+    readouts = dict(truth.readouts) if truth is not None else {}
+    sites = list(dict.fromkeys(r.site for r in readouts.values()))
+    got, cache = patched_rows(model, aligned, base, source, position, owner, sites, chunk)
+    decoded = {name: r.decode(cache[r.site]) for name, r in readouts.items()}
+    program = task.program
+    out, start = {}, 0
+    for v in names:
+        n = len(pairs[v][0])
+        rows = slice(start, start + n)
+        start += n
+        b, s, pos = base[rows], source[rows], position[rows]
+        cf = task.counterfactual(b, s, v, pos)
+        changed = cf.mask & (cf.outputs != task.targets(b))
+        row = {"iia": _share(got[rows] == cf.outputs, cf.mask), "iia_changed": _share(got[rows] == cf.outputs, changed)}
+        sel = []
+        if readouts and program.decoy_names:
+            bv, sv = task.run(b), task.run(s)
+            at = np.zeros(b.shape, dtype=bool)
+            at[np.arange(n), pos] = True
+            at[:, 0] = False
+            for name in readouts:
+                if name in cf.values:
+                    counted = at & (sv[name] != bv[name])  # a leak of the source's decoys would show here
+                    if counted.any():
+                        sel.append((decoded[name][rows] == cf.values[name])[counted])
+        row["selectivity"] = float(np.concatenate(sel).mean()) if sel else float("nan")
+        out[v] = row
+    return out
+
+
+def batched_decodability(model, task, aligned: dict, n: int = 128, seed: int = 0) -> dict:
+    """:func:`decodability` of every aligned variable from one forward on a shared sample."""
+    if not aligned:
+        return {}
+    tokens = task.sample(n, seed=seed).tokens
+    values = task.run(tokens)
+    with torch.no_grad():
+        cache = model.run(torch.as_tensor(tokens), cache=sorted({av.site for av in aligned.values()})).cache
+    return {v: _nearest_mean(cache[av.site].double().cpu().numpy(), values[v], av) for v, av in aligned.items()}
+
+
+def _nearest_mean(acts: np.ndarray, values: np.ndarray, aligned) -> float:
+    n, L = values.shape
+    t = np.arange(1, L)
+    X = acts[:, np.clip(t + aligned.lag, 0, L - 1), :] @ np.asarray(aligned.basis, dtype=np.float64).T  # [n, L-1, k]
+    y = values[:, t]
+    half = n // 2
+    Xtr, ytr = X[:half].reshape(-1, X.shape[-1]), y[:half].reshape(-1)
+    Xte, yte = X[half:].reshape(-1, X.shape[-1]), y[half:].reshape(-1)
+    classes = np.unique(ytr)
+    if len(classes) < 2 or len(yte) == 0:
+        return float("nan")
+    means = np.stack([Xtr[ytr == c].mean(0) for c in classes])
+    pred = classes[((Xte[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)]
+    return float((pred == yte).mean())
 
 
 def reference_scores(model, task, truth, n: int = 256, seed: int = 0) -> dict:
@@ -169,16 +224,12 @@ def reference_scores(model, task, truth, n: int = 256, seed: int = 0) -> dict:
     :func:`alignment_scores` draws (the headline's denominators on a trained model)."""
     from methods.finding import AlignedVariable
 
-    out = {}
     program = task.program
     names = [v for v in program.names if v in program.output_names]
-    for k, name in enumerate(names):
-        loc = truth.variables[name]
-        av = AlignedVariable(loc.site, loc.basis, "all", loc.lag)
-        pairs = task.sample_interventions(n, seed=seed + 101 * (k + 1), variable=name)
-        row = causal_scores(model, task, truth, name, av, pairs)
-        out[name] = {"iia_changed": row["iia_changed"], "selectivity": row["selectivity"]}
-    return out
+    aligned = {v: AlignedVariable(truth.variables[v].site, truth.variables[v].basis, "all", truth.variables[v].lag) for v in names}
+    pairs = {name: task.sample_interventions(n, seed=seed + 101 * (k + 1), variable=name) for k, name in enumerate(names)}
+    causal = batched_causal_scores(model, task, truth, aligned, pairs)
+    return {v: {"iia_changed": r["iia_changed"], "selectivity": r["selectivity"]} for v, r in causal.items()}
 
 
 def summarize_variables(rows: dict) -> dict:

@@ -55,6 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.threads import one_blas_thread
+
 KINDS = ("compiled", "reparametrized", "trained")
 
 
@@ -284,7 +286,7 @@ def _clean(x):
 
 
 def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int = 0, budget=None, method_budget=None, ablation: str = "resample",
-                  n_pairs: int = 256, store=None) -> dict:
+                  n_pairs: int = 128, store=None) -> dict:
     """One cell: build the model, run the method (guarded, within ``budget`` seconds), score it."""
     import methods
     import tasks
@@ -304,7 +306,8 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
         row["method_seconds"] = round(time.perf_counter() - t0, 4)
         if budget and row["method_seconds"] > budget:
             raise BudgetExceeded(f"ran past its budget of {budget} s ({row['method_seconds']:.1f} s)")
-        row.update(score_finding(finding, model, task, ablation=ablation, seed=cseed, n_pairs=n_pairs))
+        with one_blas_thread():
+            row.update(score_finding(finding, model, task, ablation=ablation, seed=cseed, n_pairs=n_pairs))
         row["status"] = "ok"
     except Exception as err:  # a failed cell, the grid goes on
         from zoo.compile import CompileError
@@ -319,9 +322,13 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
 
 
 def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized"), out="zoo-eval", seed: int = 0, budget=None,
-             method_budget=None, ablation: str = "resample", n_pairs: int = 256, progress=print, stop_after=None, store=None) -> list[dict]:
+             method_budget=None, ablation: str = "resample", n_pairs: int = 128, progress=print, stop_after=None, store=None,
+             controls: bool = True) -> list[dict]:
     """Evaluate every (method, task, family, kind) cell into ``out/results.jsonl`` (see module doc).
 
+    ``controls`` (default on) adds every control (:data:`methods.registry.CONTROLS`: random, the
+    oracles and the degenerate baselines) not already listed: a score means something only
+    beside them (:mod:`evaluation.summary`).
     ``methods``: names, import paths ``pkg.mod:fn`` or callables; ``tasks`` / ``archs``: default
     every task / family; ``budget``: wall-clock seconds per method call; ``method_budget``: the
     method's own ``budget`` (its number of inputs). ``stop_after``: raise KeyboardInterrupt
@@ -334,6 +341,11 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
     from zoo.compile import check_family
 
     methods = [methods] if isinstance(methods, str) or callable(methods) else list(methods)
+    if controls:
+        from methods.registry import CONTROLS
+
+        listed = {method_name(m) for m in methods}
+        methods += [c for c in CONTROLS if c not in listed]
     task_names = list(tasks) if tasks else list(tasks_mod.names())
     archs = list(archs) if archs else list(zoo.FAMILIES)
     for t in task_names:

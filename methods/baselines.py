@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .finding import AlignedVariable, Alignment, Circuit, SiteScores, alignment_iia
+from .finding import AlignedVariable, Alignment, Circuit, SiteScores, patched_rows
 from .patching import as_tokens
 
 
@@ -66,16 +66,18 @@ def activation_norm(model, task, *, seed: int = 0, budget: int | None = None) ->
 
 def full_site_alignment(model, task, *, seed: int = 0, budget: int | None = None) -> Alignment:
     n = int(budget or 32)
+    whole = {s.name: AlignedVariable(s.name, np.eye(s.width), "all", 0) for s in model.sites}
     out, chosen = {}, {}
     for k, var in enumerate(task.program.names):
-        pairs = task.sample_interventions(n, seed=seed + k, variable=var)
-        best = None
-        for s in model.sites:
-            av = AlignedVariable(s.name, np.eye(s.width), "all", 0)
-            iia = alignment_iia(model, task, var, av, pairs=pairs)
-            if best is None or (np.isfinite(iia) and iia > best[0]):
-                best = (iia if np.isfinite(iia) else -1.0, av)
-        out[var], chosen[var] = best[1], best[1].site
+        base, source, _, position = task.sample_interventions(n, seed=seed + k, variable=var)
+        names = list(whole)  # every site tried at once: the pairs repeated once per site
+        owner = np.repeat(np.asarray(names, dtype=object), len(base))
+        reps = len(names)
+        got, _ = patched_rows(model, whole, np.tile(base, (reps, 1)), np.tile(source, (reps, 1)), np.tile(position, reps), owner, (), chunk=2048)
+        cf = task.counterfactual(base, source, var, position)
+        iia = [float((got[i * len(base):(i + 1) * len(base)] == cf.outputs)[cf.mask].mean()) if cf.mask.any() else 0.0 for i in range(reps)]
+        best = names[int(np.argmax(iia))]
+        out[var], chosen[var] = whole[best], best
     return Alignment(out, "full_site_alignment", {"sites": chosen})
 
 

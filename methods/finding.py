@@ -310,6 +310,44 @@ def alignment_iia(model, task, variable: str, aligned: AlignedVariable, n: int =
     return counterfactual_accuracy(task, variable, base, source, position, got)
 
 
+def patched_rows(model, aligned: dict, base, source, position, owner, readout_sites, chunk: int):
+    """Argmax ``[R, L]`` and cached ``readout_sites`` of ``base`` rows, row r patched at the
+    location ``aligned[owner[r]]`` from its own source at ``position[r]``: many alignments
+    measured in a few batched forwards (chunks of ``chunk`` rows)."""
+    preds, caches = [], {s: [] for s in readout_sites}
+    for a in range(0, len(base), chunk):
+        rows = slice(a, a + chunk)
+        b, src, pos, own = base[rows], source[rows], position[rows], owner[rows]
+        sites = sorted({aligned[v].site for v in set(own)})
+        with torch.no_grad():
+            src_acts = model.run(torch.as_tensor(src), cache=sites).cache
+            interventions = {site: _grouped(aligned, own, pos, src_acts[site], site) for site in sites}
+            res = model.run(torch.as_tensor(b), interventions=interventions, cache=list(readout_sites))
+        preds.append(res.logits.argmax(-1).cpu().numpy())
+        for s in readout_sites:
+            caches[s].append(res.cache[s])
+    return np.concatenate(preds), {s: torch.cat(v) for s, v in caches.items()}
+
+
+def _grouped(aligned: dict, owner: np.ndarray, position: np.ndarray, source: torch.Tensor, site: str):
+    """One site's intervention for rows of several variables: each group of rows patched by its
+    own variable's aligned location (basis or featurizer), the other rows left alone."""
+    groups = []
+    for v in dict.fromkeys(owner):
+        if aligned[v].site != site:
+            continue
+        idx = np.flatnonzero(owner == v)
+        groups.append((torch.as_tensor(idx), aligned[v].intervention(source[idx], position[idx])))
+
+    def fn(x, pos):
+        out = x.clone()
+        for idx, f in groups:
+            out[idx] = f(x[idx], pos)
+        return out
+
+    return fn
+
+
 # -- Circuit -----------------------------------------------------------------------------------
 @dataclass
 class Circuit:

@@ -35,27 +35,42 @@ def flat(acts) -> np.ndarray:
     return acts[:, 1:].reshape(-1, acts.shape[-1]).double().cpu().numpy()
 
 
-def fit_probe(X: np.ndarray, y: np.ndarray, values: tuple[int, ...], numerical: bool, ridge: float = 1e-3):
-    """Ridge probe; returns (weights ``[W, C]`` (``[W, 1]`` if numerical), predict(X) -> values)."""
+def _targets(y: np.ndarray, values: tuple[int, ...], numerical: bool) -> np.ndarray:
+    return y[:, None].astype(np.float64) if numerical else (y[:, None] == np.asarray(values)[None, :]).astype(np.float64)
+
+
+def fit_probes(X: np.ndarray, targets: list[tuple[np.ndarray, tuple[int, ...], bool]], ridge: float = 1e-3) -> list:
+    """Ridge probes of several variables from one site's activations ``X`` ``[N, W]``: the Gram
+    matrix is the same for all, so one solve serves every target. ``targets``: (values ``[N]``,
+    value set, numerical) per variable; returns (weights ``[W, C]``, predict(X) -> values) each."""
     mu = X.mean(0)
     Xc = X - mu
-    if numerical:
-        Y = y[:, None].astype(np.float64)
-    else:
-        Y = (y[:, None] == np.asarray(values)[None, :]).astype(np.float64)
+    Ys = [_targets(y, values, numerical) for y, values, numerical in targets]
+    Y = np.concatenate(Ys, axis=1)
     ym = Y.mean(0)
     G = Xc.T @ Xc
     scale = max(np.trace(G) / X.shape[1], 1e-12)  # ridge relative to the activations' scale
     A = G + ridge * scale * np.eye(X.shape[1])
-    Wt = np.linalg.solve(A, Xc.T @ (Y - ym))
+    W_all = np.linalg.solve(A, Xc.T @ (Y - ym))
+    out, start = [], 0
+    for (_, values, numerical), Yv in zip(targets, Ys):
+        cols = slice(start, start + Yv.shape[1])
+        start += Yv.shape[1]
+        Wt, m = W_all[:, cols], ym[cols]
 
-    def predict(Z: np.ndarray) -> np.ndarray:
-        out = (Z - mu) @ Wt + ym
-        if numerical:
-            return np.rint(out[:, 0]).astype(np.int64)
-        return np.asarray(values)[out.argmax(1)]
+        def predict(Z: np.ndarray, Wt=Wt, m=m, values=values, numerical=numerical) -> np.ndarray:
+            pred = (Z - mu) @ Wt + m
+            if numerical:
+                return np.rint(pred[:, 0]).astype(np.int64)
+            return np.asarray(values)[pred.argmax(1)]
 
-    return Wt, predict
+        out.append((Wt, predict))
+    return out
+
+
+def fit_probe(X: np.ndarray, y: np.ndarray, values: tuple[int, ...], numerical: bool, ridge: float = 1e-3):
+    """Ridge probe; returns (weights ``[W, C]`` (``[W, 1]`` if numerical), predict(X) -> values)."""
+    return fit_probes(X, [(y, values, numerical)], ridge)[0]
 
 
 def probes(model, task, *, seed: int = 0, budget: int | None = None, sites=None, variables=None, length: int | None = None,
@@ -69,16 +84,19 @@ def probes(model, task, *, seed: int = 0, budget: int | None = None, sites=None,
     vtrain, vtest = task.run(train), task.run(test)
     _, atrain = cache(model, train, names)
     _, atest = cache(model, test, names)
-    accuracy: dict[str, dict[str, float]] = {}
+    accuracy: dict[str, dict[str, float]] = {var: {} for var in variables}
+    weights: dict[str, dict[str, np.ndarray]] = {var: {} for var in variables}
+    sets = {var: task.program[var].value_set for var in variables}
+    for s in names:  # every variable's probe at a site from one solve
+        X, Xt = flat(atrain[s]), flat(atest[s])
+        fits = fit_probes(X, [(vtrain[var][:, 1:].reshape(-1), sets[var].values, sets[var].is_numerical) for var in variables], ridge)
+        for var, (Wt, predict) in zip(variables, fits):
+            weights[var][s] = Wt
+            accuracy[var][s] = float((predict(Xt) == vtest[var][:, 1:].reshape(-1)).mean())
     out = {}
     for var in variables:
-        vs = task.program[var].value_set
-        fits = {}
-        for s in names:
-            X, Xt = flat(atrain[s]), flat(atest[s])
-            Wt, predict = fit_probe(X, vtrain[var][:, 1:].reshape(-1), vs.values, vs.is_numerical, ridge)
-            fits[s] = (Wt, float((predict(Xt) == vtest[var][:, 1:].reshape(-1)).mean()))
-        accuracy[var] = {s: a for s, (_, a) in fits.items()}
+        vs = sets[var]
+        fits = {s: (weights[var][s], accuracy[var][s]) for s in names}
         best = max(accuracy[var].values())
         site = next(s for s in names if accuracy[var][s] >= best - tol)
         Wt = fits[site][0]

@@ -179,7 +179,10 @@ def run(name_or_fn, model, task, *, seed: int = 0, budget: int | None = None, **
     """Run a method on a guarded view of ``model`` and validate its finding."""
     fn = get(name_or_fn)
     view = model if getattr(fn, "reads_ground_truth", False) else guard(model)
-    finding = fn(view, task, seed=seed, budget=budget, **options)
+    from zoo.threads import one_blas_thread
+
+    with one_blas_thread():
+        finding = fn(view, task, seed=seed, budget=budget, **options)
     if not isinstance(finding, FINDING_TYPES):
         raise FindingError(f"method {method_name(name_or_fn)!r} returned a {type(finding).__name__}; a method returns a SiteScores, Alignment or Circuit")
     if not finding.method:

@@ -93,7 +93,7 @@ CONTROL_METHODS = ["oracle", "oracle_alignment", "oracle_circuit", "random", "ra
 def control_grid(tmp_path_factory):
     out = tmp_path_factory.mktemp("controls")
     rows = evaluation.evaluate(CONTROL_METHODS, ["parity", "induction", "dyck1"], None, kinds=("compiled", "reparametrized"), out=out, n_pairs=64,
-                               progress=lambda s: None)
+                               progress=lambda s: None, controls=False)
     return out, rows
 
 
@@ -231,7 +231,7 @@ def test_user_method_by_import_path_through_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
     rc = main(["evaluate", "--method", "my_interp:spread", "--method", "my_interp:broken", "--method", "my_interp:slow", "--task", "parity",
-               "--arch", "transformer", "--arch", "rnn", "--kinds", "compiled", "--out", str(out), "--budget", "0.5"])
+               "--arch", "transformer", "--arch", "rnn", "--kinds", "compiled", "--out", str(out), "--budget", "0.5", "--no-controls"])
     assert rc == 0
     rows = {(r["method"], r["family"]): r for r in evaluation.read_results(out)}
     assert len(rows) == 6
@@ -257,11 +257,11 @@ def test_trained_kind_reads_the_store_and_retries_missing_models(tmp_path):
     from zoo.training.build import build
 
     store, out = tmp_path / "store", tmp_path / "eval"
-    first = evaluation.evaluate(["oracle_alignment"], ["shift"], ["rnn"], kinds=("trained",), out=out, store=store, progress=lambda *_: None)
+    first = evaluation.evaluate(["oracle_alignment"], ["shift"], ["rnn"], kinds=("trained",), out=out, store=store, progress=lambda *_: None, controls=False)
     assert [r["status"] for r in first] == ["missing"]
     assert "zoo build --tasks shift --archs rnn" in first[0]["error"]
     build(["shift"], ["rnn"], root=store, kinds=("trained",), max_steps=3, eval_every=0, batch_size=8, progress=lambda *_: None)
-    again = evaluation.evaluate(["oracle_alignment"], ["shift"], ["rnn"], kinds=("trained",), out=out, store=store, progress=lambda *_: None)
+    again = evaluation.evaluate(["oracle_alignment"], ["shift"], ["rnn"], kinds=("trained",), out=out, store=store, progress=lambda *_: None, controls=False)
     assert len(again) == 1 and again[0]["status"] == "ok" and again[0]["reached"] is False  # 3 steps: short of its targets
     assert again[0]["overlap"] == pytest.approx(1.0)  # the oracle reads the trained model's planted ground truth
 
@@ -273,7 +273,7 @@ def _strip(rows):
 
 def test_resume_recomputes_no_finished_cell(tmp_path, monkeypatch):
     args = dict(methods=["activation_patching", "random", "oracle_alignment"], tasks=["parity", "dyck1"], archs=None, kinds=("compiled",),
-                seed=0, n_pairs=32, progress=lambda s: None)
+                seed=0, n_pairs=32, progress=lambda s: None, controls=False)
     full = evaluation.evaluate(out=tmp_path / "full", **args)
     assert len(full) == 18
 
@@ -304,4 +304,16 @@ def test_demo_end_to_end(tmp_path):
     text = "\n".join(lines)
     assert "activation_patching" in text and "[ok] oracle scores 1.0" in text
     assert (tmp_path / "demo" / "report.html").exists() and (tmp_path / "demo" / "report.md").exists()
-    assert set(summary["methods"]) == {"activation_patching", "probes", "random", "oracle", "random_alignment", "oracle_alignment"}
+    from methods.registry import CONTROLS
+
+    assert set(summary["methods"]) == {"activation_patching", "probes", *CONTROLS}
+    assert "[ok] degenerate baseline activation_variance stays away from the oracle" in text
+
+
+def test_a_broken_run_exits_non_zero(control_grid, capsys):
+    from zoo.cli import BROKEN_EXIT, _broken_exit
+
+    _, rows = control_grid
+    assert _broken_exit(summarize(rows)) == 0
+    assert _broken_exit(summarize([dict(r, score=0.5) if r["method"] == "oracle" else r for r in rows])) == BROKEN_EXIT
+    assert "the evaluation is broken" in capsys.readouterr().err

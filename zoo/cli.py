@@ -77,7 +77,7 @@ def cmd_check(args) -> None:
 def cmd_demo(args) -> None:
     from zoo.demo import run_demo
 
-    run_demo(out=args.out, seed=args.seed)
+    return _broken_exit(run_demo(out=args.out, seed=args.seed))
 
 
 def cmd_evaluate(args) -> None:
@@ -90,10 +90,24 @@ def cmd_evaluate(args) -> None:
 
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     rows = evaluation.evaluate(args.method, args.task or None, args.arch or None, kinds=kinds, out=args.out, seed=args.seed, store=args.store,
-                               budget=args.budget, method_budget=args.method_budget, ablation=args.ablation)
+                               budget=args.budget, method_budget=args.method_budget, ablation=args.ablation, controls=not args.no_controls)
+    summary = evaluation.summarize(rows)
     print()
-    print(render_text(evaluation.summarize(rows)))
+    print(render_text(summary))
     print(f"\nresults: {args.out}/results.jsonl  (`zoo report {args.out}` writes the report)")
+    return _broken_exit(summary)
+
+
+BROKEN_EXIT = 3  # the exit status of a run whose control checks failed
+
+
+def _broken_exit(summary) -> int:
+    from evaluation.summary import broken
+
+    if broken(summary):
+        print("zoo: error: the evaluation is broken (a control check failed, see above); its scores are not to be trusted", file=sys.stderr)
+        return BROKEN_EXIT
+    return 0
 
 
 def cmd_report(args) -> None:
@@ -145,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-budget", type=int, default=None, help="the method's own budget (inputs or pairs)")
     p.add_argument("--ablation", default="resample", help="ablation for faithfulness: zero, mean or resample")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the models are tiny)")
+    p.add_argument("--no-controls", action="store_true", help="skip the controls (random, oracles, degenerate baselines) that every run adds")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("report", help="write DIR/report.md and a static DIR/report.html from DIR/results.jsonl")
     p.add_argument("dir")
@@ -159,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from zoo.threads import one_blas_thread
+
     try:
-        args.func(args)
+        with one_blas_thread():
+            code = args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"zoo: error: {message}", file=sys.stderr)
@@ -168,7 +186,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":
