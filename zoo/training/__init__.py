@@ -7,20 +7,49 @@ Modules: :mod:`.alignment` (where each variable goes), :mod:`.strict` (what the 
 patches around it, and the blocks that carry a variable), :mod:`.iit` (the objective),
 :mod:`.datamodule`, :mod:`.lightning_module`, :mod:`.train`, :mod:`.card`, :mod:`.build`,
 :mod:`.cli`.
+
+Lightning takes seconds to import, so this package does not import it: ``train`` and ``build``
+load their modules on first use, and the CLI's argument parser (:mod:`.cli`) and the store's
+paths (:mod:`.build`) stay light.
 """
 
+import sys
+import types
 import warnings
 
 # lightning 2.6 warns about a torch pytree deprecation on import, once per process (every
 # `zoo build --workers` process): noise for our users, nothing they can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
-from .train import train  # noqa: E402
-
 __all__ = ["train", "build"]
 
 
-def build(*args, **kwargs):
-    from .build import build as _build
+class _Package(types.ModuleType):
+    """``zoo.training.train`` and ``.build`` are the functions, loaded on first use.
 
-    return _build(*args, **kwargs)
+    Each shares its name with its submodule, and importing a submodule binds it on the package:
+    the setters drop that binding, so the names stay the functions however the modules were
+    imported (``importlib.import_module("zoo.training.train")`` still gives the module)."""
+
+    @property
+    def train(self):
+        from .train import train
+
+        return train
+
+    @train.setter
+    def train(self, _module) -> None:
+        pass
+
+    @property
+    def build(self):
+        from .build import build
+
+        return build
+
+    @build.setter
+    def build(self, _module) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
