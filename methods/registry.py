@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from importlib import metadata
 from typing import Callable
 
@@ -96,14 +98,34 @@ def names() -> tuple[str, ...]:
     return tuple(out)
 
 
+def _import_here_or_on_path(module_name: str):
+    """Import ``module_name``; a top-level module not on ``sys.path`` is looked for in the current
+    folder too, as ``python -m`` does (the ``zoo`` script, unlike ``python -m``, does not put the
+    current folder on ``sys.path``). The folder goes last on ``sys.path``, so it shadows nothing."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        top = module_name.split(".")[0]
+        here = os.getcwd()
+        if e.name != top or here in sys.path or not _holds_module(here, top):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
+def _holds_module(folder: str, name: str) -> bool:
+    return os.path.isfile(os.path.join(folder, name + ".py")) or os.path.isdir(os.path.join(folder, name))
+
+
 def _load_path(path: str) -> Callable:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ValueError(f"import path {path!r} must look like 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_here_or_on_path(module_name)
     except ImportError as e:
-        raise ValueError(f"cannot import module {module_name!r} for method {path!r}: {e}") from None
+        raise ValueError(f"cannot import module {module_name!r} for method {path!r}: {e} (looked on sys.path and in the current folder {os.getcwd()}; "
+                         "run from the folder that holds it or add that folder to PYTHONPATH)") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
