@@ -159,6 +159,9 @@ class Featurizer:
         if not self.features or any(not 0 <= f < m for f in self.features):
             raise FindingError(f"featurizer features {self.features} must be non-empty indices into {m} dictionary features")
 
+    def __repr__(self) -> str:  # shapes, not matrices
+        return f"Featurizer(<{self.W_enc.shape[0]}x{self.W_enc.shape[1]}>, k={self.k}, features={self.features})"
+
     @property
     def width(self) -> int:
         return self.W_enc.shape[0]
@@ -219,6 +222,11 @@ class AlignedVariable:
             raise FindingError(f"featurizer width {self.featurizer.width} differs from the basis width {b.shape[1]}")
         if self.score is not None:
             self.score = float(self.score)
+
+    def __repr__(self) -> str:  # the basis (and featurizer) as shapes, not matrices
+        feat = f", featurizer={self.featurizer!r}" if self.featurizer is not None else ""
+        return (f"AlignedVariable(site={self.site!r}, basis=<{self.basis.shape[0]}x{self.basis.shape[1]}>, positions={self.positions!r}, "
+                f"lag={self.lag}{feat}, score={self.score!r})")
 
     @property
     def width(self) -> int:

@@ -58,6 +58,9 @@ class Location:
             raise ValueError(f"basis for site {self.site!r} must have orthonormal rows")
         object.__setattr__(self, "basis", b)
 
+    def __repr__(self) -> str:  # the basis as its shape: printing a ground truth must not dump matrices
+        return f"Location(site={self.site!r}, basis=<{self.basis.shape[0]}x{self.basis.shape[1]}>, lag={self.lag})"
+
     @property
     def dim(self) -> int:
         return self.basis.shape[0]
