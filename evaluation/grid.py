@@ -1,21 +1,26 @@
 """The evaluation grid: every (method, task, family, kind) cell scored and written as it finishes.
 
 ``evaluate(methods, tasks, archs, kinds=("compiled", "reparametrized"), out=DIR, seed=0,
-budget=None)`` appends one JSON line per cell to ``DIR/results.jsonl`` as soon as the cell
-finishes, so an interrupted run resumes: cells already in the file (finished or failed) are
-skipped, a torn last line is ignored. A method that raises, or runs past ``budget`` wall-clock
-seconds (enforced with a SIGALRM timer in the main thread), becomes a failed cell carrying the
-error and the grid goes on. Each invocation appends a record of the run (versions of torch,
+time_limit=None, models=())`` appends one JSON line per cell to ``DIR/results.jsonl`` as soon as
+the cell finishes, so an interrupted run resumes: cells already in the file (finished or failed)
+are skipped, a torn last line is ignored. A method that raises, or runs past ``time_limit``
+wall-clock seconds (enforced with a SIGALRM timer in the main thread), becomes a failed cell
+carrying the error and the grid goes on. (``budget`` is a method's own amount of work, inputs
+or pairs: ``method_budget`` here; ``evaluate(budget=)`` is the old name of ``time_limit``.) A
+long method's progress reports (:mod:`methods.progress`) are printed through ``progress``, at
+most one line every few seconds. Each invocation appends a record of the run (versions of torch,
 numpy and the package, the seed, the ablation, the machine) to ``DIR/runs.jsonl``.
 
 Kinds: ``compiled`` (``zoo.compile(task, family, decoys=True)``: the program and its decoy
 clone, :mod:`tasks.decoys`), ``reparametrized`` (``zoo.reparametrize(model, seed=seed + 1)``:
 rotated/permuted bases, permuted heads, ground truth moved along), and ``trained``: the planted
-model that ``zoo build`` put in the zoo store (``store=`` or the default store; seed 0). A
-trained cell whose model is not in the store is recorded as ``missing`` with the ``zoo build``
-command that makes it, and the grid goes on; a missing cell is retried by the next run. Trained
-models that missed their targets on their card are scored all the same, and the cell carries
-``reached: false`` (summaries leave them out of the architecture gap and count them).
+model that ``zoo build`` put in the zoo store (``store=`` or the default store; seed 0).
+``models``: directories of saved models, each a cell whose task, family and kind its config
+gives (:mod:`evaluation.models`). A trained cell whose model is not in the store is recorded as
+``missing`` with the ``zoo build`` command that makes it, and the grid goes on; a missing cell
+is retried by the next run. Trained models that missed their targets on their card are scored
+all the same, and the cell carries ``reached: false`` (summaries leave them out of the
+architecture gap and count them).
 
 Scores per finding kind (:mod:`evaluation.metrics`, :mod:`evaluation.alignment_scores`), and the
 cell's headline ``score``:
@@ -69,7 +74,7 @@ class BudgetExceeded(TimeoutError):
 
 
 def cell_key(d: dict) -> tuple:
-    return (d["method"], d["task"], d["family"], d["kind"])
+    return (d["method"], d["task"], d["family"], d["kind"], d.get("model"))  # model: a saved model's directory
 
 
 def read_results(out) -> list[dict]:
@@ -89,7 +94,7 @@ def read_results(out) -> list[dict]:
     return list(rows.values())
 
 
-def run_record(seed: int, ablation: str, budget, kinds, notes) -> dict:
+def run_record(seed: int, ablation: str, time_limit, kinds, notes) -> dict:
     import torch
 
     try:
@@ -98,7 +103,7 @@ def run_record(seed: int, ablation: str, budget, kinds, notes) -> dict:
         version = metadata.version("circuit-zoo")
     except Exception:  # not installed
         version = "unknown"
-    return {"type": "run", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": seed, "ablation": ablation, "budget_s": budget,
+    return {"type": "run", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": seed, "ablation": ablation, "time_limit_s": time_limit,
             "kinds": list(kinds), "notes": list(notes),
             "versions": {"torch": torch.__version__, "numpy": np.__version__, "circuit-zoo": version, "python": platform.python_version()},
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -114,7 +119,7 @@ def time_limit(seconds):
         return
 
     def handler(signum, frame):
-        raise BudgetExceeded(f"ran past its budget of {seconds} s")
+        raise BudgetExceeded(f"ran past its time limit of {seconds} s")
 
     old = signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, float(seconds))
@@ -123,6 +128,9 @@ def time_limit(seconds):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+_time_limit = time_limit  # for evaluate_cell, whose parameter time_limit holds the seconds
 
 
 def cell_seed(seed: int, task: str, family: str, kind: str) -> int:
@@ -285,27 +293,36 @@ def _clean(x):
     return x
 
 
-def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int = 0, budget=None, method_budget=None, ablation: str = "resample",
-                  n_pairs: int = 128, store=None) -> dict:
-    """One cell: build the model, run the method (guarded, within ``budget`` seconds), score it."""
+def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int = 0, time_limit=None, method_budget=None, ablation: str = "resample",
+                  n_pairs: int = 128, store=None, model=None) -> dict:
+    """One cell: build the model (or load ``model``, a :class:`evaluation.models.SavedModel`), run
+    the method (guarded, within ``time_limit`` seconds), score it."""
     import methods
     import tasks
     from methods.registry import method_name
 
     cseed = cell_seed(seed, task_name, family, kind)
     row = {"method": method_name(method), "task": task_name, "family": family, "kind": kind, "seed": seed, "cell_seed": cseed}
+    saved, model = model, None
+    if saved is not None:
+        row["model"] = saved.path
     start = time.perf_counter()
     try:
-        task = tasks.get(task_name)
-        model = _model(task, family, kind, seed, store)
+        if saved is not None:
+            from .models import load_saved
+
+            model, task = load_saved(saved)
+        else:
+            task = tasks.get(task_name)
+            model = _model(task, family, kind, seed, store)
         if kind == "trained":
             row["reached"] = bool(model.meta["card"]["reached"])
         t0 = time.perf_counter()
-        with time_limit(budget):  # the method gets a copy: the model scored is the one built for the grid, untouched
+        with _time_limit(time_limit):  # the method gets a copy: the model scored is the one built for the grid, untouched
             finding = methods.run(method, copy.deepcopy(model), task, seed=cseed, budget=method_budget)
         row["method_seconds"] = round(time.perf_counter() - t0, 4)
-        if budget and row["method_seconds"] > budget:
-            raise BudgetExceeded(f"ran past its budget of {budget} s ({row['method_seconds']:.1f} s)")
+        if time_limit and row["method_seconds"] > time_limit:
+            raise BudgetExceeded(f"ran past its time limit of {time_limit} s ({row['method_seconds']:.1f} s)")
         with one_blas_thread():
             row.update(score_finding(finding, model, task, ablation=ablation, seed=cseed, n_pairs=n_pairs))
         row["status"] = "ok"
@@ -321,20 +338,27 @@ def evaluate_cell(method, task_name: str, family: str, kind: str, *, seed: int =
     return row
 
 
-def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized"), out="zoo-eval", seed: int = 0, budget=None,
+def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized"), out="zoo-eval", seed: int = 0, time_limit=None,
              method_budget=None, ablation: str = "resample", n_pairs: int = 128, progress=print, stop_after=None, store=None,
-             controls: bool = True) -> list[dict]:
+             controls: bool = True, models=(), budget=None) -> list[dict]:
     """Evaluate every (method, task, family, kind) cell into ``out/results.jsonl`` (see module doc).
 
     ``controls`` (default on) adds every control (:data:`methods.registry.CONTROLS`: random, the
     oracles and the degenerate baselines) not already listed: a score means something only
     beside them (:mod:`evaluation.summary`).
     ``methods``: names, import paths ``pkg.mod:fn`` or callables; ``tasks`` / ``archs``: default
-    every task / family; ``budget``: wall-clock seconds per method call; ``method_budget``: the
-    method's own ``budget`` (its number of inputs). ``stop_after``: raise KeyboardInterrupt
-    after that many new cells (to test resuming); ``store``: the zoo store the ``trained`` kind
-    loads from (default: ``zoo build``'s default). Returns every cell of the grid in the file.
+    every task / family; ``time_limit``: wall-clock seconds per method call; ``method_budget``: the
+    method's own ``budget`` (its number of inputs); ``budget``: deprecated, the old name of
+    ``time_limit``. ``stop_after``: raise KeyboardInterrupt after that many new cells (to test
+    resuming); ``store``: the zoo store the ``trained`` kind loads from (default: ``zoo build``'s
+    default); ``models``: saved model directories, one cell per method each, besides the grid
+    (``kinds=()`` for none). Returns every cell of the grid in the file.
     """
+    if budget is not None:
+        import warnings
+
+        warnings.warn("evaluate(budget=) is now time_limit= (seconds per method call); a method's own budget (inputs) is method_budget=", DeprecationWarning, stacklevel=2)
+        time_limit = budget if time_limit is None else time_limit
     import tasks as tasks_mod
     import zoo
     from methods.registry import method_name
@@ -359,24 +383,34 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
 
     for m in methods:
         methods_mod.get(m)  # unknown method: a clear error before any work
+    from .models import saved_model
+
+    saved = [saved_model(d) for d in models]  # no model there, no ground truth: a clear error before any work
     notes = []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "runs.jsonl", "a") as f:
-        f.write(json.dumps(run_record(seed, ablation, budget, kinds, notes)) + "\n")
+        f.write(json.dumps(run_record(seed, ablation, time_limit, kinds, notes)) + "\n")
     done = {cell_key(d) for d in read_results(out) if d.get("status") != "missing"}  # a missing model may be there now
-    cells = [(m, t, a, k) for t in task_names for a in archs for k in kinds for m in methods]  # model by model: each is built once
+    cells = [(m, t, a, k, None) for t in task_names for a in archs for k in kinds for m in methods]  # model by model: each is built once
+    cells += [(m, s.task, s.family, s.kind, s) for s in saved for m in methods]
     total, new = len(cells), 0
     path = out / "results.jsonl"
     _repair_tail(path)
-    for i, (m, t, a, k) in enumerate(cells, 1):
-        key = (method_name(m), t, a, k)
+    from methods.progress import listening
+
+    from .progress import throttled
+
+    for i, (m, t, a, k, s) in enumerate(cells, 1):
+        key = (method_name(m), t, a, k, s and s.path)
+        label = "/".join(key[:4]) + (f" ({s.path})" if s else "")
         if key in done:
-            progress(f"[{i}/{total}] {'/'.join(key)}: done before, skipped")
+            progress(f"[{i}/{total}] {label}: done before, skipped")
             continue
         if stop_after is not None and new >= stop_after:
             raise KeyboardInterrupt(f"stopped after {new} cells")
-        row = evaluate_cell(m, t, a, k, seed=seed, budget=budget, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs, store=store)
+        with listening(throttled(progress, f"[{i}/{total}] {label}")):
+            row = evaluate_cell(m, t, a, k, seed=seed, time_limit=time_limit, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs, store=store, model=s)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
@@ -385,9 +419,19 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
         new += 1
         s = row.get("score")
         what = f"score {s:.3f}" if row["status"] == "ok" and s is not None else (row["status"] if row["status"] != "ok" else "score n/a")
-        progress(f"[{i}/{total}] {'/'.join(key)}: {what} ({row['seconds']:.2f} s)" + (f"  {row['error'][:120]}" if "error" in row else ""))
-    wanted = {(method_name(m), t, a, k) for m, t, a, k in cells}
+        progress(f"[{i}/{total}] {label}: {what} ({row['seconds']:.2f} s)" + (f"  {short_error(row)}" if "error" in row else ""))
+    wanted = {(method_name(m), t, a, k, s and s.path) for m, t, a, k, s in cells}
     return [d for d in read_results(out) if cell_key(d) in wanted]
+
+
+def short_error(row: dict, limit: int = 300) -> str:
+    """A cell's error for the progress line: whole where it names a fix (missing model, refused
+    pair, time limit), else its first line, cut at ``limit`` (results.jsonl keeps all of it)."""
+    error = row["error"]
+    if row.get("status") in ("missing", "refused", "timeout"):
+        return error
+    first = error.splitlines()[0] if error else ""
+    return first if len(first) <= limit and first == error else first[:limit] + " ... (whole error in results.jsonl)"
 
 
 def _repair_tail(path: Path) -> None:

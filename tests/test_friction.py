@@ -35,3 +35,113 @@ def test_training_names_stay_the_functions_however_their_modules_were_imported()
     assert zoo.training.train.__module__ == "zoo.training.train" and zoo.training.build.__module__ == "zoo.training.build"
     assert zoo.train is zoo.training.train
     assert hasattr(importlib.import_module("zoo.training.train"), "LEARNING_RATE")
+
+
+# -- zoo evaluate --method mymod:fn finds mymod.py in the current folder ------------------------------
+def test_a_method_module_in_the_current_folder_is_found(tmp_path, monkeypatch):
+    import methods
+
+    (tmp_path / "friction_cwd_method.py").write_text("def spread(model, task, *, seed=0, budget=None):\n    return 'found'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])  # as under the `zoo` script
+    monkeypatch.delitem(sys.modules, "friction_cwd_method", raising=False)
+    assert methods.get("friction_cwd_method:spread")(None, None) == "found"
+    with pytest.raises(ValueError, match="current folder"):
+        methods.get("no_such_module_here:fn")
+
+
+# -- zoo evaluate --model DIR ------------------------------------------------------------------------
+def test_evaluate_scores_saved_models_as_cells_of_their_own(tmp_path, capsys):
+    import evaluation
+    import zoo
+    from zoo.cli import main
+
+    model = zoo.compile("parity", "rnn")
+    model.save(tmp_path / "mine")
+    zoo.reparametrize(model, seed=5).save(tmp_path / "mine-rotated")
+    out = tmp_path / "run"
+    rc = main(["evaluate", "--method", "oracle_alignment", "--model", str(tmp_path / "mine"), "--model", str(tmp_path / "mine-rotated"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rows = evaluation.read_results(out)
+    assert sorted((r["task"], r["family"], r["kind"], r["model"]) for r in rows) == [
+        ("parity", "rnn", "compiled", str((tmp_path / "mine").resolve())), ("parity", "rnn", "reparametrized", str((tmp_path / "mine-rotated").resolve()))]
+    assert all(r["status"] == "ok" and r["iia"] == pytest.approx(1.0) for r in rows)
+    # rerun: both cells are found done; with --task the grid's cells come too
+    assert main(["evaluate", "--method", "oracle_alignment", "--model", str(tmp_path / "mine"), "--task", "parity", "--arch", "rnn", "--kinds", "compiled",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "done before, skipped" in printed and len(evaluation.read_results(out)) == 3
+
+
+def test_evaluate_refuses_a_directory_without_a_model_or_ground_truth_in_one_line(tmp_path, capsys):
+    import zoo
+    from zoo.cli import main
+
+    assert main(["evaluate", "--method", "random", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json is missing" in err
+    model = zoo.compile("parity", "rnn")
+    model.ground_truth = None
+    model.save(tmp_path / "no-truth")
+    assert main(["evaluate", "--method", "random", "--model", str(tmp_path / "no-truth"), "--out", str(tmp_path / "run")]) == 2
+    assert "no ground truth" in capsys.readouterr().err
+
+
+# -- seconds are --time-limit, a method's inputs are its budget -----------------------------------------
+def test_time_limit_is_seconds_and_the_old_budget_flag_still_works_with_a_message(tmp_path, capsys):
+    import evaluation
+    from zoo.cli import main
+
+    common = ["evaluate", "--method", "random", "--task", "parity", "--arch", "rnn", "--kinds", "compiled"]
+    assert main([*common, "--time-limit", "30", "--method-budget", "8", "--out", str(tmp_path / "a")]) == 0
+    assert "--budget" not in capsys.readouterr().err
+    assert main([*common, "--budget", "30", "--out", str(tmp_path / "b")]) == 0
+    assert "--budget is now --time-limit" in capsys.readouterr().err
+    import json
+
+    for d in ("a", "b"):
+        assert json.loads((tmp_path / d / "runs.jsonl").read_text().splitlines()[-1])["time_limit_s"] == 30
+    with pytest.warns(DeprecationWarning, match="time_limit"):
+        evaluation.evaluate(["random"], ["parity"], ["rnn"], kinds=("compiled",), out=tmp_path / "c", budget=30, progress=lambda *_: None)
+
+
+# -- messages: whole fixes, short reprs ------------------------------------------------------------------
+def test_the_progress_line_keeps_a_missing_models_whole_message(tmp_path):
+    import evaluation
+
+    lines = []
+    evaluation.evaluate(["random"], ["sort"], ["ssm"], kinds=("trained",), out=tmp_path / "run", store=tmp_path / "empty-store", progress=lines.append)
+    assert len(lines[-1]) > 120 and lines[-1].rstrip().endswith(f"--store {tmp_path / 'empty-store'}`")
+
+
+def test_locations_and_aligned_variables_print_their_basis_as_a_shape():
+    import numpy as np
+
+    import zoo
+    from methods import AlignedVariable
+
+    loc = zoo.compile("parity", "rnn").ground_truth.variables["ones"]
+    assert repr(loc) == f"Location(site={loc.site!r}, basis=<{loc.dim}x{loc.basis.shape[1]}>, lag=0)"
+    assert repr(AlignedVariable("L0.hidden", np.eye(4)[:2], score=0.5)) == "AlignedVariable(site='L0.hidden', basis=<2x4>, positions='all', lag=0, score=0.5)"
+
+
+# -- long methods show progress ------------------------------------------------------------------------
+def test_das_reports_progress_to_a_listener_and_the_grid_prints_it_throttled():
+    import methods
+    import tasks
+    import zoo
+    from evaluation.progress import throttled
+    from methods.progress import Progress, listening
+
+    heard = []
+    with listening(heard.append):
+        methods.run("das", zoo.compile("parity", "rnn"), tasks.get("parity"), budget=16, steps=6, variables=["ones", "parity"])
+    assert heard[0].done == 0 and heard[-1].done == heard[-1].total and "variable ones" in heard[0].what
+    assert [p.done for p in heard] == sorted(p.done for p in heard)
+
+    now, printed = [0.0], []
+    listen = throttled(printed.append, "[1/2] das/parity/rnn/compiled", every=10, clock=lambda: now[0])
+    for t in (1, 5, 11, 12, 25):
+        now[0] = t
+        listen(Progress(t, 30, "variable ones"))
+    assert printed == ["[1/2] das/parity/rnn/compiled: 11/30 variable ones (11 s)", "[1/2] das/parity/rnn/compiled: 25/30 variable ones (25 s)"]

@@ -88,9 +88,13 @@ def cmd_evaluate(args) -> None:
 
     torch.set_num_threads(args.threads)
 
-    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if args.budget is not None:
+        print("zoo: --budget is now --time-limit (seconds per method call); a method's own budget (inputs) is --method-budget", file=sys.stderr)
+    grid = args.kinds or ("" if args.model and not (args.task or args.arch) else "compiled,reparametrized")  # --model alone: only those models
+    kinds = tuple(k.strip() for k in grid.split(",") if k.strip())
     rows = evaluation.evaluate(args.method, args.task or None, args.arch or None, kinds=kinds, out=args.out, seed=args.seed, store=args.store,
-                               budget=args.budget, method_budget=args.method_budget, ablation=args.ablation, controls=not args.no_controls)
+                               time_limit=args.time_limit if args.time_limit is not None else args.budget, method_budget=args.method_budget,
+                               ablation=args.ablation, controls=not args.no_controls, models=args.model or ())
     summary = evaluation.summarize(rows)
     print()
     print(render_text(summary))
@@ -151,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", action="append", required=True, help="a method name or import path pkg.mod:fn (repeatable)")
     p.add_argument("--task", action="append", help="a task (repeatable; default every task)")
     p.add_argument("--arch", action="append", help="transformer, rnn or ssm (repeatable; default all)")
-    p.add_argument("--kinds", default="compiled,reparametrized", help="comma-separated: compiled, reparametrized, trained")
+    p.add_argument("--kinds", default=None, help="comma-separated: compiled, reparametrized, trained (default compiled,reparametrized; none with --model alone)")
+    p.add_argument("--model", action="append", metavar="DIR", help="a saved model (zoo compile/train --out, model.save) to score, its task, family and kind from its config (repeatable)")
     p.add_argument("--store", default=None, help="the zoo store trained models are read from (default: zoo build's)")
     p.add_argument("--out", required=True, help="directory for results.jsonl (an existing run there resumes)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=float, default=None, help="wall-clock seconds per method call (a slower call is a failed cell)")
-    p.add_argument("--method-budget", type=int, default=None, help="the method's own budget (inputs or pairs)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="wall-clock seconds per method call (a slower call is a failed cell)")
+    p.add_argument("--method-budget", type=int, default=None, help="the method's own budget: inputs or pairs (methods.run(budget=))")
+    p.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)  # the old name of --time-limit
     p.add_argument("--ablation", default="resample", help="ablation for faithfulness: zero, mean or resample")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the models are tiny)")
     p.add_argument("--no-controls", action="store_true", help="skip the controls (random, oracles, degenerate baselines) that every run adds")

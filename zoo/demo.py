@@ -29,7 +29,7 @@ def run_demo(out="zoo-demo", task_names=DEMO_TASKS, method_names=DEMO_METHODS, s
     from methods.registry import CONTROLS
 
     print_fn(f"zoo demo: {len(task_names)} tasks x 3 families x (compiled, reparametrized), methods {', '.join(method_names)} and the controls")
-    evaluation.evaluate(list(method_names), list(task_names), None, kinds=("compiled", "reparametrized"), out=out, seed=seed, budget=120,
+    evaluation.evaluate(list(method_names), list(task_names), None, kinds=("compiled", "reparametrized"), out=out, seed=seed, time_limit=120,
                         n_pairs=128, progress=(lambda s: None) if quiet else print_fn)
     summary = write_report(out)
     rows = evaluation.read_results(out)
