@@ -18,51 +18,99 @@ from pathlib import Path
 import numpy as np
 
 from .grid import read_results
-from .summary import NA_NOTE, broken, leaderboard_rows, summarize
+from .summary import NA_NOTE, broken, fixed, leaderboard_rows, summarize
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.3f}" if math.isfinite(v) else "n/a"
+        return fixed(v) if math.isfinite(v) else "n/a"
     return "n/a" if v is None else str(v)
 
 
+NO_CONTROLS = "No controls ran, so nothing checks the evaluator: add --method random --method oracle (or their _alignment / _circuit kin)."
+HEATMAP_NOTE = ("|score| per site and position, one panel per SiteScores method, beside the ground-truth circuit. Each panel has its own "
+                "log scale, from 1/1000 of its maximum up to it (its colour bar says the values): methods score in different units.")
+UNFINISHED_COLUMNS = ("method", "task", "family", "kind", "status", "error")
 CELL_COLUMNS = ("method", "task", "family", "kind", "status", "score", "auroc", "auroc_signed", "precision_at_k", "faithfulness_at_k", "cpr", "cmd",
                 "iia", "iia_changed", "overlap", "faithfulness", "seconds")
 
 
+FONT = 10  # points: figure text read at the PNG's own size (100 dpi)
+LOG_FLOOR = 1e-3  # heatmaps colour |score| on a log scale from max * LOG_FLOOR to max
+PANELS_PER_ROW = 4
+
+
 def heatmap_png(model_rows) -> bytes:
-    """One figure: a heatmap per SiteScores method (|score|, each scaled to its max) and the
-    ground truth (1 on circuit sites at every position)."""
+    """One figure: a heatmap of |score| per SiteScores method (site x position) beside the
+    ground-truth circuit. Each method's panel has its own scale, said in its colour bar: methods
+    score in different units (a logit difference, a probability, a random number), so one scale
+    would hide all but one of them. The scale is logarithmic, from 1/1000 of the panel's maximum
+    up to it (zero and anything below is the bottom colour): node AUROC ranks the scores, and on a
+    linear scale a site scoring 1/15 of the maximum looks like one scoring nothing. A method whose
+    panel would repeat the ground truth (the oracle) is named in the ground truth's title instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap, LogNorm
 
     sites = model_rows[0]["sites"]
-    T = len(next(iter(model_rows[0]["site_scores"].values())))
-    panels = []
-    for r in model_rows:
-        m = np.asarray([np.abs(r["site_scores"].get(s, [0.0] * T)) for s in sites], float)
-        panels.append((r["method"], m / m.max() if m.max() > 0 else m))
-    truth = set(model_rows[0]["truth_sites"])
-    panels.append(("ground truth", np.asarray([[1.0 if s in truth else 0.0] * T for s in sites])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.0 + 1.6 * len(panels), 0.6 + 0.22 * len(sites)), sharey=True)
-    axes = np.atleast_1d(axes)
+    panels, gt, same_as_truth = heatmap_panels(model_rows)
+    T = gt.shape[1]
+    n = len(panels) + 1
+    cols = min(n, PANELS_PER_ROW)
+    rows = -(-n // cols)
+    width = max(3.0, 0.2 * T + 1.6)
+    fig, grid = plt.subplots(rows, cols, figsize=(1.6 + width * cols, rows * (1.2 + 0.3 * len(sites)) + 0.4), squeeze=False)
+    for ax in grid.flat[n:]:
+        ax.set_visible(False)
+    axes = list(grid.flat[: n - 1]) + [grid.flat[n - 1]]
     for ax, (title, mat) in zip(axes, panels):
-        ax.imshow(mat, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=7)
-        ax.set_xlabel("position", fontsize=6)
-        ax.tick_params(labelsize=5)
-    axes[0].set_yticks(range(len(sites)))
-    axes[0].set_yticklabels(sites, fontsize=5)
+        top = mat.max()
+        norm = LogNorm(vmin=top * LOG_FLOOR, vmax=top, clip=True) if top > 0 else None
+        shown = np.where(mat > 0, mat, top * LOG_FLOOR) if top > 0 else mat
+        im = ax.imshow(shown, aspect="auto", cmap="viridis", norm=norm, interpolation="nearest")
+        bar = fig.colorbar(im, ax=ax, fraction=0.08, pad=0.03)
+        bar.ax.tick_params(labelsize=FONT - 2)
+        bar.set_label("|score| (log; this panel)", fontsize=FONT - 1)
+        ax.set_title(title, fontsize=FONT + 1)
+    ax = axes[-1]
+    im = ax.imshow(gt, aspect="auto", cmap=ListedColormap(["#f0f0f0", "#d95f02"]), vmin=0, vmax=1, interpolation="nearest")
+    bar = fig.colorbar(im, ax=ax, fraction=0.08, pad=0.03, ticks=[0.25, 0.75])
+    bar.ax.set_yticklabels(["outside", "circuit"], fontsize=FONT - 1)
+    ax.set_title("ground truth" + (f" (= {', '.join(same_as_truth)})" if same_as_truth else ""), fontsize=FONT + 1)
+    for ax in axes:
+        ax.set_xlabel("position", fontsize=FONT)
+        ax.set_xticks(range(0, T, max(1, T // 8)))
+        ax.tick_params(labelsize=FONT - 1)
+    for k, ax in enumerate(axes):
+        ax.set_yticks(range(len(sites)))
+        ax.set_yticklabels(sites if k % cols == 0 else [], fontsize=FONT - 1)
     r0 = model_rows[0]
-    fig.suptitle(f"{r0['task']} / {r0['family']} / {r0['kind']}", fontsize=8)
+    fig.suptitle(f"{r0['task']} / {r0['family']} / {r0['kind']}", fontsize=FONT + 2)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def heatmap_panels(model_rows) -> tuple[list[tuple[str, np.ndarray]], np.ndarray, list[str]]:
+    """What :func:`heatmap_png` draws: ``(method, |score| [sites, T])`` per method whose panel
+    differs from the ground truth, the ground truth (1 on circuit sites), and the methods whose
+    panel would only repeat it (scaled to their maximum, the same matrix: the oracle)."""
+    sites = model_rows[0]["sites"]
+    T = len(next(iter(model_rows[0]["site_scores"].values())))
+    truth = set(model_rows[0]["truth_sites"])
+    gt = np.asarray([[1.0 if s in truth else 0.0] * T for s in sites])
+    panels, same_as_truth = [], []
+    for r in model_rows:
+        m = np.asarray([np.abs(r["site_scores"].get(s, [0.0] * T)) for s in sites], float)
+        if m.max() > 0 and np.array_equal(m / m.max(), gt):
+            same_as_truth.append(r["method"])
+        else:
+            panels.append((r["method"], m))
+    return panels, gt, same_as_truth
 
 
 def _models(rows):
@@ -84,7 +132,7 @@ def family_kind_rows(rows, summary):
             for f in fams:
                 v = [r["score"] for r in rows if r["method"] == m and r["kind"] == k and r["family"] == f and r.get("status") == "ok"
                      and isinstance(r.get("score"), (int, float))]
-                vals.append(f"{np.mean(v):.3f}" if v else "n/a")
+                vals.append(fixed(float(np.mean(v))) if v else "n/a")
             out.append([m, k, *vals])
     return out
 
@@ -112,7 +160,9 @@ def write_report(out, plots: bool = True, max_plots: int = 60) -> dict:
     lb, fk = leaderboard_rows(summary), family_kind_rows(rows, summary)
     cells = [list(CELL_COLUMNS)] + [[_fmt(r.get(c)) for c in CELL_COLUMNS] for r in rows]
     checks = summary["checks"]
-    banner = "THE EVALUATION IS BROKEN: a control check failed; do not trust these scores." if broken(summary) else "Control checks passed."
+    banner = ("THE EVALUATION IS BROKEN: a control check failed; do not trust these scores." if broken(summary) else "Control checks passed."
+              if checks else NO_CONTROLS)
+    unfinished = [list(UNFINISHED_COLUMNS)] + [[_fmt(r.get(c)) for c in UNFINISHED_COLUMNS] for r in rows if r.get("status") != "ok"]
     notes = sorted({n for run in runs for n in run.get("notes", [])})
     last = runs[-1] if runs else {}
     figures = []
@@ -129,8 +179,10 @@ def write_report(out, plots: bool = True, max_plots: int = 60) -> dict:
     meta = f"versions {last.get('versions')}, machine {last.get('machine')}, seed {last.get('seed')}, ablation {last.get('ablation')}"
     md = [f"# Evaluation report: {out}", "", f"**{banner}**", "", intro, "", "## Leaderboard", "", _md_table(lb), "", "## Per family and kind", "",
           _md_table(fk), "", "## Control checks", ""]
-    md += [f"- [{'ok' if c['passed'] else 'FAILED'}] {c['name']}: {c['detail']}" for c in checks]
-    md += ["", "## Run", "", meta] + [f"- note: {n}" for n in notes] + ["", "## Cells", "", _md_table(cells), "", "## Heatmaps (|score| per site and position, beside the ground truth)", ""]
+    md += [f"- [{'ok' if c['passed'] else 'FAILED'}] {c['name']}: {c['detail']}" for c in checks] or [f"- {NO_CONTROLS}"]
+    md += ["", "## Run", "", meta] + [f"- note: {n}" for n in notes]
+    md += ["", "## Cells that did not finish", "", _md_table([[c.replace("|", "\\|").replace("\n", " ") for c in r] for r in unfinished])] if len(unfinished) > 1 else []
+    md += ["", "## Cells", "", _md_table(cells), "", "## Heatmaps", "", HEATMAP_NOTE, ""]
     md += [f"![{t}](plots/{n})" for t, n, _ in figures]
     (out / "report.md").write_text("\n".join(md) + "\n")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;font-size:14px}table{border-collapse:collapse;margin:1em 0}"
@@ -138,9 +190,10 @@ def write_report(out, plots: bool = True, max_plots: int = 60) -> dict:
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title><style>{style}</style></head><body>",
          f"<h1>Evaluation report</h1><p class='{'bad' if broken(summary) else 'good'}'>{html.escape(banner)}</p><p>{html.escape(intro)}</p>",
          "<h2>Leaderboard</h2>", _html_table(lb), "<h2>Per family and kind</h2>", _html_table(fk), "<h2>Control checks</h2><ul>"]
-    h += [f"<li class='{'good' if c['passed'] else 'bad'}'>{html.escape(c['name'])}: {html.escape(c['detail'])}</li>" for c in checks]
+    h += [f"<li class='{'good' if c['passed'] else 'bad'}'>{html.escape(c['name'])}: {html.escape(c['detail'])}</li>" for c in checks] or [f"<li>{html.escape(NO_CONTROLS)}</li>"]
     h += ["</ul><h2>Run</h2><p>", html.escape(meta), "</p>"] + [f"<p>note: {html.escape(n)}</p>" for n in notes]
-    h += ["<h2>Heatmaps</h2><p>|score| per site and position (each method scaled to its max), beside the ground-truth circuit.</p>"]
+    h += ["<h2>Cells that did not finish</h2>", _html_table(unfinished)] if len(unfinished) > 1 else []
+    h += ["<h2>Heatmaps</h2><p>" + html.escape(HEATMAP_NOTE) + "</p>"]
     h += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'/></figure>" for t, _, b in figures]
     h += ["<h2>Cells</h2>", _html_table(cells), "</body></html>"]
     (out / "report.html").write_text("".join(h))

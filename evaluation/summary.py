@@ -157,11 +157,17 @@ def broken(summary) -> bool:
     return any(c["passed"] is False for c in summary["checks"])
 
 
+def fixed(v: float, digits: int = 3) -> str:
+    """``v`` with ``digits`` decimals, never ``-0.000``: a value that rounds to zero has no sign."""
+    text = f"{v:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
 def fmt_ci(t) -> str:
     point, lo, hi = (0.0 if isinstance(x, float) and abs(x) < 5e-4 else x for x in t)
     if not math.isfinite(point):
         return "n/a"
-    return f"{point:.3f} [{lo:.2f}, {hi:.2f}]"
+    return f"{fixed(point)} [{fixed(lo, 2)}, {fixed(hi, 2)}]"
 
 
 def _fmt(v: float, signed: bool = False) -> str:

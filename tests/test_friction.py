@@ -145,3 +145,44 @@ def test_das_reports_progress_to_a_listener_and_the_grid_prints_it_throttled():
         now[0] = t
         listen(Progress(t, 30, "variable ones"))
     assert printed == ["[1/2] das/parity/rnn/compiled: 11/30 variable ones (11 s)", "[1/2] das/parity/rnn/compiled: 25/30 variable ones (25 s)"]
+
+
+# -- the report -----------------------------------------------------------------------------------------
+def _broken_method(model, task, *, seed=0, budget=None):
+    raise RuntimeError("this method is broken on purpose")
+
+
+def test_report_names_failures_says_when_no_controls_ran_and_prints_no_negative_zero(tmp_path):
+    import json
+
+    import evaluation
+    from evaluation.report import NO_CONTROLS, write_report
+
+    out = tmp_path / "run"
+    evaluation.evaluate(["activation_patching", _broken_method], ["parity"], ["transformer"], kinds=("compiled",), out=out, progress=lambda *_: None)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    rows[0]["cpr"] = -0.00001  # rounds to zero: must print as 0.000
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_report(out)
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    for text in (md, page):
+        assert "Control checks passed" not in text and NO_CONTROLS.split(",")[0] in text
+        assert "this method is broken on purpose" in text and "Cells that did not finish" in text
+        assert "-0.000" not in text and "-0.00," not in text
+
+
+def test_heatmaps_keep_each_methods_own_values_and_fold_the_oracle_into_the_ground_truth(tmp_path):
+    import evaluation
+    from evaluation.report import _models, heatmap_panels, heatmap_png
+
+    out = tmp_path / "run"
+    rows = evaluation.evaluate(["activation_patching", "oracle"], ["parity"], ["transformer"], kinds=("compiled",), out=out, progress=lambda *_: None)
+    (model_rows,) = _models(rows).values()
+    panels, truth, same = heatmap_panels(model_rows)
+    assert [m for m, _ in panels] == ["activation_patching"] and same == ["oracle"]
+    scores = model_rows[0]["site_scores"]
+    assert panels[0][1].max() == max(max(abs(x) for x in v) for v in scores.values())  # not rescaled to 1
+    assert truth.shape == panels[0][1].shape
+    png = heatmap_png(model_rows)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[20:24], "big") >= 400  # height in pixels: labels at a readable size
