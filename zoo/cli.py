@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from zoo.training.cli import add_train_parser  # argparse only; Lightning loads on `zoo train`
 
     add_train_parser(sub)
+    from evaluation.show_cli import add_show_parser  # argparse only; matplotlib loads on `zoo show`
+
+    add_show_parser(sub)
     return parser
 
 
