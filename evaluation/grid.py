@@ -401,16 +401,16 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
 
     from .progress import throttled
 
-    for i, (m, t, a, k, s) in enumerate(cells, 1):
-        key = (method_name(m), t, a, k, s and s.path)
-        label = "/".join(key[:4]) + (f" ({s.path})" if s else "")
+    for i, (m, t, a, k, saved_model_) in enumerate(cells, 1):
+        key = (method_name(m), t, a, k, saved_model_ and saved_model_.path)
+        label = "/".join(key[:4]) + (f" ({saved_model_.path})" if saved_model_ else "")
         if key in done:
             progress(f"[{i}/{total}] {label}: done before, skipped")
             continue
         if stop_after is not None and new >= stop_after:
             raise KeyboardInterrupt(f"stopped after {new} cells")
         with listening(throttled(progress, f"[{i}/{total}] {label}")):
-            row = evaluate_cell(m, t, a, k, seed=seed, time_limit=time_limit, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs, store=store, model=s)
+            row = evaluate_cell(m, t, a, k, seed=seed, time_limit=time_limit, method_budget=method_budget, ablation=ablation, n_pairs=n_pairs, store=store, model=saved_model_)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
@@ -420,7 +420,7 @@ def evaluate(methods, tasks=None, archs=None, kinds=("compiled", "reparametrized
         s = row.get("score")
         what = f"score {s:.3f}" if row["status"] == "ok" and s is not None else (row["status"] if row["status"] != "ok" else "score n/a")
         progress(f"[{i}/{total}] {label}: {what} ({row['seconds']:.2f} s)" + (f"  {short_error(row)}" if "error" in row else ""))
-    wanted = {(method_name(m), t, a, k, s and s.path) for m, t, a, k, s in cells}
+    wanted = {(method_name(m), t, a, k, sm and sm.path) for m, t, a, k, sm in cells}
     return [d for d in read_results(out) if cell_key(d) in wanted]
 
 

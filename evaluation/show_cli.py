@@ -26,8 +26,10 @@ def add_show_parser(sub) -> None:
 
 def resolve(args):
     """``(model, task, kind)`` for the command's MODEL_OR_TASK (a one-line ValueError otherwise)."""
+    import tasks
+
     path = Path(args.model)
-    if path.is_dir() or (path / "config.json").exists() or "/" in args.model:
+    if (path / "config.json").exists() or "/" in args.model or (path.is_dir() and args.model not in tasks.names()):
         from .models import load_saved, saved_model
 
         saved = saved_model(path)
@@ -35,7 +37,6 @@ def resolve(args):
             raise ValueError(f"the model in {path} is a {saved.family} model, not {args.arch}; drop --arch or point at a {args.arch} model")
         model, task = load_saved(saved)
         return model, task, saved.kind
-    import tasks
     from zoo.compile import check_family
 
     from .grid import MissingModel, _model
