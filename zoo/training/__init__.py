@@ -15,11 +15,6 @@ paths (:mod:`.build`) stay light.
 
 import sys
 import types
-import warnings
-
-# lightning 2.6 warns about a torch pytree deprecation on import, once per process (every
-# `zoo build --workers` process): noise for our users, nothing they can act on
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 __all__ = ["train", "build"]
 

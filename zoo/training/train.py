@@ -31,6 +31,11 @@ import warnings
 import lightning as L
 import torch
 
+# lightning 2.6 warns about a torch pytree deprecation, once per process (every `zoo build
+# --workers` process): noise for our users, nothing they can act on. Set where Lightning is
+# imported (this package's __init__ no longer imports it)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
 import tasks as tasks_pkg
 from tasks import Task
 
