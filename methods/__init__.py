@@ -6,7 +6,8 @@
 
 A method is a callable ``(model, task, *, seed=0, budget=None, **options) -> Finding`` (see
 :mod:`methods.registry`); findings are :class:`SiteScores`, :class:`Alignment`, :class:`Circuit`
-(see :mod:`methods.finding`). The patching engine they share is :mod:`methods.patching`.
+(see :mod:`methods.finding`). The patching engine they share is :mod:`methods.patching`; long
+methods tell how far they are with :func:`methods.progress.report` (never by printing).
 Everything goes through ``model.sites``, ``model.run`` and ``zoo.sites.patch``/``add``: no
 method knows a model's family. ``budget`` (default in brackets) and the main options:
 

@@ -20,6 +20,7 @@ import torch
 from .edges import edge_nodes, find_edges, writer_sites
 from .finding import Circuit
 from .patching import as_tokens, mask_interventions, metric, resolve, setup
+from .progress import report
 
 
 def kl_with_removed(model, base_t, sources, removed, targets, mask, clean, where=None) -> float:
@@ -40,7 +41,8 @@ def acdc(model, task, *, seed: int = 0, budget: int | None = None, ablation: str
     removed: list[str] = []
     current = 0.0
     scores = {}
-    for s in reversed(names):
+    for i, s in enumerate(reversed(names)):
+        report(i, len(names), f"trying without {s}")
         kl = kl_with_removed(model, base_t, sources, removed + [s], targets, mask, clean, where)
         scores[s] = kl - current
         if kl - current < threshold:

@@ -22,6 +22,7 @@ import torch
 
 from .finding import AlignedVariable, Alignment, Featurizer
 from .patching import cache, site_names
+from .progress import report
 from .probes import orthonormal_rows
 
 
@@ -67,6 +68,7 @@ def sae(model, task, *, seed: int = 0, budget: int | None = None, sites=None, va
     _, acts = cache(model, tokens, names)
     dicts, feats = {}, {}
     for i, s in enumerate(names):
+        report(i, len(names), f"dictionary for {s}")
         X = acts[s][:, 1:].reshape(-1, acts[s].shape[-1]).float().cpu()
         W = X.shape[1]
         m = expansion * W

@@ -24,6 +24,7 @@ import torch
 from .edges import edge_nodes, find_edges, writer_sites
 from .finding import Circuit
 from .patching import as_tokens, mask_interventions, metric, resolve, setup
+from .progress import report
 
 BETA, GAMMA, ZETA = 2 / 3, -0.1, 1.1
 
@@ -40,7 +41,9 @@ def subnetwork_probing(model, task, *, seed: int = 0, budget: int | None = None,
     g = torch.Generator().manual_seed(seed)
     log_alpha = torch.full((len(names),), 3.0, requires_grad=True)  # start with every gate open
     opt = torch.optim.Adam([log_alpha], lr=lr)
-    for _ in range(steps):
+    for step in range(steps):
+        if step % 10 == 0:
+            report(step, steps, "mask training")
         u = torch.rand(len(names), generator=g).clamp(1e-6, 1 - 1e-6)
         s = torch.sigmoid((torch.log(u) - torch.log(1 - u) + log_alpha) / BETA)
         z = (s * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
