@@ -95,13 +95,11 @@ def picture_of(model, task, title: str | None = None) -> Picture:
     circuit = at(truth.circuit)
     variables = {v: at([loc.site], loc.lag) for v, loc in truth.variables.items()}
     computes = {v: at(comps) for v, comps in truth.components.items() if comps}
+    # decoys: variable -> Location, where a ground truth has them (none does yet)
     decoys = {v: at([loc.site], getattr(loc, "lag", 0)) for v, loc in (getattr(truth, "decoys", None) or {}).items() if hasattr(loc, "site")}
     here = {r: {v for v, loc in truth.variables.items() if loc.site == r.name} | {v for v, comps in truth.components.items() if r.name in comps} for r in rows}
     carried = [tuple(v for v in truth.site_variables.get(r.name, ()) if v not in here[r]) for r in rows]
-    definitions = {}
-    for name in task.program.names:
-        node = task.program[name]
-        definitions[name] = node.describe()
+    definitions = {name: task.program[name].describe() for name in task.program.names}
     kind = model.meta.get("kind", "compiled") + (" (reparametrized)" if "reparametrized" in model.meta else "")
     return Picture(title or f"{task.name} / {model.family} / {kind}", rows, positions, readout, circuit, variables, computes, decoys, carried, definitions)
 
