@@ -19,8 +19,9 @@ Per site, the subspace kept is the best by IIA on the training pairs among snaps
 during training (initial one included). The site is then chosen by IIA on held-out pairs (the
 earliest site within ``tol`` of the best), so a site after one whose subspace already gets every
 training pair right stops training at that snapshot, and so does an earlier one whose training
-IIA has not risen for ``patience`` snapshots (:func:`_still_training`; ``meta["trained_steps"]``
-says how long each variable trained). Progress (variable, step) goes to
+IIA has not risen for ``patience`` snapshots; where no site is perfect, a site that has not risen
+for ``patience`` snapshots more than ``margin`` below the best stops (:func:`_still_training`;
+``meta["trained_steps"]`` says how long each variable trained). Progress (variable, step) goes to
 :func:`methods.progress.report`.
 
 ``k`` (``dims``): the number of values minus one for a categorical variable (the differences
@@ -78,7 +79,8 @@ def _stacked(sources: dict, bases: dict, names: list[str], positions: torch.Tens
 
 
 def das(model, task, *, seed: int = 0, budget: int | None = None, sites=None, variables=None, dims=None, length: int | None = None,
-        steps: int = 60, batch: int = 32, lr: float = 0.05, tol: float = 0.01, init: str = "diff", patience: int = 2) -> Alignment:
+        steps: int = 60, batch: int = 32, lr: float = 0.05, tol: float = 0.01, init: str = "diff", patience: int = 2,
+        margin: float = 0.1) -> Alignment:
     if init not in INITS:
         raise ValueError(f"init {init!r} must be one of {', '.join(INITS)}")
     n = int(budget or 128)
@@ -136,7 +138,7 @@ def das(model, task, *, seed: int = 0, budget: int | None = None, sites=None, va
                 if v > best[s][0]:
                     best[s] = (v, bases[s])
             report(vi * steps + step, len(variables) * steps, f"variable {var} ({vi + 1}/{len(variables)}), step {step}/{steps}, {len(training)} of {len(names)} sites training")
-            return _still_training(names, training, best, stale, patience)
+            return _still_training(names, training, best, stale, patience, margin)
 
         training = snapshot(0)
         done = 0
@@ -175,18 +177,20 @@ def das(model, task, *, seed: int = 0, budget: int | None = None, sites=None, va
     return Alignment(out, "das", {"iia": iias, "n": n, "steps": steps, "trained_steps": trained_steps, "seed": seed})
 
 
-def _still_training(names: list[str], training: list[str], best: dict, stale: dict, patience: int) -> list[str]:
-    """The sites of ``training`` still worth training once some site's subspace (of all
-    ``names``, in order) gets every training pair right: only those before the first such site, and of these
-    only those whose training IIA rose in the last ``patience`` snapshots. The site kept is the
-    earliest within ``tol`` of the best on held-out pairs, so a later site could win only where a
-    perfect one failed on held-out pairs, and a stalled earlier one only by climbing to within
-    ``tol`` of 1. Until some site is perfect (say, on a trained model) every site trains all its
-    steps, as before; on exact compiled models training stops early, often before it starts."""
+def _still_training(names: list[str], training: list[str], best: dict, stale: dict, patience: int, margin: float) -> list[str]:
+    """The sites of ``training`` still worth training. The site kept is the earliest within
+    ``tol`` of the best on held-out pairs, so once some site's subspace (of all ``names``, in
+    order) gets every training pair right, a later site could win only where that one failed on
+    held-out pairs: only the sites before it train on, and of these only those whose training
+    IIA rose in the last ``patience`` snapshots (a stalled one would have to climb to within
+    ``tol`` of 1). Where no site is perfect, a site stops when it has stalled for ``patience``
+    snapshots more than ``margin`` below the best site's training IIA. On exact compiled models
+    training stops early, often before it starts."""
     perfect = next((i for i, s in enumerate(names) if best[s][0] >= 1.0), None)
-    if perfect is None:
-        return list(training)
-    return [s for s in names[:perfect] if s in training and stale[s] < patience]
+    if perfect is not None:
+        return [s for s in names[:perfect] if s in training and stale[s] < patience]
+    top = max(best[s][0] for s in names)
+    return [s for s in training if stale[s] < patience or best[s][0] >= top - margin]
 
 
 def _groups(model, names: list[str]) -> list[list[str]]:
