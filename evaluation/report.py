@@ -75,9 +75,9 @@ def heatmap_png(model_rows) -> bytes:
         bar.set_label("|score| (log; this panel)", fontsize=FONT - 1)
         ax.set_title(title, fontsize=FONT + 1)
     ax = axes[-1]
-    im = ax.imshow(gt, aspect="auto", cmap=ListedColormap(["#f0f0f0", "#d95f02"]), vmin=0, vmax=1, interpolation="nearest")
-    bar = fig.colorbar(im, ax=ax, fraction=0.08, pad=0.03, ticks=[0.25, 0.75])
-    bar.ax.set_yticklabels(["outside", "circuit"], fontsize=FONT - 1)
+    im = ax.imshow(gt, aspect="auto", cmap=ListedColormap(["#ffffff", "#e0e0e0", "#d95f02"]), vmin=-1.5, vmax=1.5, interpolation="nearest")
+    bar = fig.colorbar(im, ax=ax, fraction=0.08, pad=0.03, ticks=[-1, 0, 1])
+    bar.ax.set_yticklabels(["neither", "outside", "circuit"], fontsize=FONT - 1)
     ax.set_title("ground truth" + (f" (= {', '.join(same_as_truth)})" if same_as_truth else ""), fontsize=FONT + 1)
     for ax in axes:
         ax.set_xlabel("position", fontsize=FONT)
@@ -97,20 +97,29 @@ def heatmap_png(model_rows) -> bytes:
 
 def heatmap_panels(model_rows) -> tuple[list[tuple[str, np.ndarray]], np.ndarray, list[str]]:
     """What :func:`heatmap_png` draws: ``(method, |score| [sites, T])`` per method whose panel
-    differs from the ground truth, the ground truth (1 on circuit sites), and the methods whose
+    differs from the ground truth, the ground truth (1 circuit, 0 outside, -1 neither, per row and
+    position, from the cell's ``truth_cells``; else 1 on circuit sites), and the methods whose
     panel would only repeat it (scaled to their maximum, the same matrix: the oracle)."""
     sites = model_rows[0]["sites"]
     T = len(next(iter(model_rows[0]["site_scores"].values())))
-    truth = set(model_rows[0]["truth_sites"])
-    gt = np.asarray([[1.0 if s in truth else 0.0] * T for s in sites])
+    cells = model_rows[0].get("truth_cells")
+    if cells:  # per (component, position): 1 circuit, 0 outside, -1 neither
+        gt = np.asarray([list(cells.get(s, [0] * T))[:T] + [0] * max(0, T - len(cells.get(s, []))) for s in sites], float)
+    else:
+        truth = set(model_rows[0]["truth_sites"])
+        gt = np.asarray([[1.0 if s in truth else 0.0] * T for s in sites])
     panels, same_as_truth = [], []
     for r in model_rows:
         m = np.asarray([np.abs(r["site_scores"].get(s, [0.0] * T)) for s in sites], float)
-        if m.max() > 0 and np.array_equal(m / m.max(), gt):
+        if m.max() > 0 and np.array_equal(m / m.max(), (gt == 1).astype(float)):
             same_as_truth.append(r["method"])
         else:
             panels.append((r["method"], m))
     return panels, gt, same_as_truth
+
+
+def _check_label(check) -> str:
+    return "not run" if check["passed"] is None else "ok" if check["passed"] else "FAILED"
 
 
 def _models(rows):
@@ -160,8 +169,10 @@ def write_report(out, plots: bool = True, max_plots: int = 60) -> dict:
     lb, fk = leaderboard_rows(summary), family_kind_rows(rows, summary)
     cells = [list(CELL_COLUMNS)] + [[_fmt(r.get(c)) for c in CELL_COLUMNS] for r in rows]
     checks = summary["checks"]
-    banner = ("THE EVALUATION IS BROKEN: a control check failed; do not trust these scores." if broken(summary) else "Control checks passed."
-              if checks else NO_CONTROLS)
+    ran = [c for c in checks if c["passed"] is not None]  # passed None: that control did not run
+    banner = ("THE EVALUATION IS BROKEN: a control check failed; do not trust these scores." if broken(summary) else
+              NO_CONTROLS if not ran else "Control checks passed." if len(ran) == len(checks) else
+              f"Control checks passed ({len(ran)} of {len(checks)}; the others did not run).")
     unfinished = [list(UNFINISHED_COLUMNS)] + [[_fmt(r.get(c)) for c in UNFINISHED_COLUMNS] for r in rows if r.get("status") != "ok"]
     notes = sorted({n for run in runs for n in run.get("notes", [])})
     last = runs[-1] if runs else {}
@@ -179,7 +190,7 @@ def write_report(out, plots: bool = True, max_plots: int = 60) -> dict:
     meta = f"versions {last.get('versions')}, machine {last.get('machine')}, seed {last.get('seed')}, ablation {last.get('ablation')}"
     md = [f"# Evaluation report: {out}", "", f"**{banner}**", "", intro, "", "## Leaderboard", "", _md_table(lb), "", "## Per family and kind", "",
           _md_table(fk), "", "## Control checks", ""]
-    md += [f"- [{'ok' if c['passed'] else 'FAILED'}] {c['name']}: {c['detail']}" for c in checks] or [f"- {NO_CONTROLS}"]
+    md += [f"- [{_check_label(c)}] {c['name']}: {c['detail']}" for c in checks] or [f"- {NO_CONTROLS}"]
     md += ["", "## Run", "", meta] + [f"- note: {n}" for n in notes]
     md += ["", "## Cells that did not finish", "", _md_table([[c.replace("|", "\\|").replace("\n", " ") for c in r] for r in unfinished])] if len(unfinished) > 1 else []
     md += ["", "## Cells", "", _md_table(cells), "", "## Heatmaps", "", HEATMAP_NOTE, ""]
@@ -190,7 +201,8 @@ def write_report(out, plots: bool = True, max_plots: int = 60) -> dict:
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title><style>{style}</style></head><body>",
          f"<h1>Evaluation report</h1><p class='{'bad' if broken(summary) else 'good'}'>{html.escape(banner)}</p><p>{html.escape(intro)}</p>",
          "<h2>Leaderboard</h2>", _html_table(lb), "<h2>Per family and kind</h2>", _html_table(fk), "<h2>Control checks</h2><ul>"]
-    h += [f"<li class='{'good' if c['passed'] else 'bad'}'>{html.escape(c['name'])}: {html.escape(c['detail'])}</li>" for c in checks] or [f"<li>{html.escape(NO_CONTROLS)}</li>"]
+    h += [f"<li class='{'good' if c['passed'] else 'bad' if c['passed'] is False else ''}'>[{_check_label(c)}] {html.escape(c['name'])}: {html.escape(c['detail'])}</li>"
+          for c in checks] or [f"<li>{html.escape(NO_CONTROLS)}</li>"]
     h += ["</ul><h2>Run</h2><p>", html.escape(meta), "</p>"] + [f"<p>note: {html.escape(n)}</p>" for n in notes]
     h += ["<h2>Cells that did not finish</h2>", _html_table(unfinished)] if len(unfinished) > 1 else []
     h += ["<h2>Heatmaps</h2><p>" + html.escape(HEATMAP_NOTE) + "</p>"]

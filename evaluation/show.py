@@ -26,34 +26,37 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FONT = 10  # points, at the figure's 100 dpi
-CIRCUIT_COLOUR, OUTSIDE_COLOUR, DECOY_COLOUR = "#fdd9b5", "#f2f2f2", "#8c8c8c"
+CIRCUIT_COLOUR, OUTSIDE_COLOUR, NEITHER_COLOUR, DECOY_COLOUR = "#fdd9b5", "#e6e6e6", "#ffffff", "#8c8c8c"
 CELL_WIDTH, ROW_HEIGHT = 0.42, 0.34  # inches
 
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the picture: a site today (a component once the ground truth has them)."""
+    """One row of the picture: a component (a head, a block of units, a group of channels) or a
+    site that is not split into components (a residual stream, an MLP's output)."""
 
     name: str
     layer: int
     kind: str
     width: int
+    site: str  # the site it is, or whose coordinates it holds
 
 
 @dataclass
 class Picture:
     """What :func:`draw` draws, without matplotlib: rows, columns and what each cell holds.
 
-    ``circuit`` ``[rows, T]`` (bool): the cell is in the ground-truth circuit. ``variables``,
-    ``computes``, ``decoys``: name -> ``[rows, T]`` (bool) where the variable lives / is computed
-    / where a decoy lives. ``carried[i]``: variables readable at row i besides those living there.
+    ``cells`` ``[rows, T]``: 1 in the ground-truth circuit, 0 outside it, -1 neither (an
+    input-independent or idle cell, :attr:`zoo.ground_truth.GroundTruth.cells`). ``variables``,
+    ``computes``, ``decoys``: name -> ``[rows, T]`` (bool) where the variable lives (a row holds
+    it) / is computed / where a decoy lives. ``carried[i]``: the other variables readable at row i.
     """
 
     title: str
     rows: list[Row]
     positions: list[str]  # column labels: "t\ntoken"
     readout: np.ndarray  # [T] bool: the output is read at this position
-    circuit: np.ndarray
+    cells: np.ndarray
     variables: dict[str, np.ndarray]
     computes: dict[str, np.ndarray] = field(default_factory=dict)
     decoys: dict[str, np.ndarray] = field(default_factory=dict)
@@ -64,8 +67,17 @@ class Picture:
     def T(self) -> int:
         return len(self.positions)
 
+    @property
+    def circuit(self) -> np.ndarray:
+        return self.cells == 1
+
     def row_index(self) -> dict[str, int]:
         return {r.name: i for i, r in enumerate(self.rows)}
+
+    def rows_of(self, name: str) -> list[int]:
+        """The rows that are ``name`` (a component or a site), or the components of site ``name``."""
+        exact = [i for i, r in enumerate(self.rows) if r.name == name]
+        return exact or [i for i, r in enumerate(self.rows) if r.site == name]
 
 
 def example_tokens(task, length: int) -> np.ndarray:
@@ -73,35 +85,65 @@ def example_tokens(task, length: int) -> np.ndarray:
     return np.asarray(task.sample(1, seed=0, length=length).tokens)[0]
 
 
+def model_rows(model) -> list[Row]:
+    """The model's components, each in place of the site it splits, and its other sites, in layer order."""
+    comps: dict[str, list] = {}
+    for c in getattr(model, "components", ()):
+        comps.setdefault(c.site, []).append(c)
+    rows = []
+    for s in model.sites:
+        if s.name in comps:
+            rows += [Row(c.name, c.layer, c.kind, c.width, s.name) for c in comps[s.name]]
+        else:
+            rows.append(Row(s.name, s.layer, s.kind, s.width, s.name))
+    return rows
+
+
 def picture_of(model, task, title: str | None = None) -> Picture:
-    """The model's rows (its sites, in layer order) and the ground truth's labels per cell."""
+    """The model's rows (:func:`model_rows`) and the ground truth's labels per cell: a component's
+    own cells where the ground truth resolves it in time, else its site's circuit membership."""
     truth = model.ground_truth
     if truth is None:
         raise ValueError(f"the {model.family} model for {task.name} has no ground truth (trained with --no-plant?): there is nothing to draw; use a compiled or planted model")
-    rows = [Row(s.name, s.layer, s.kind, s.width) for s in model.sites]
-    index = {r.name: i for i, r in enumerate(rows)}
+    rows = model_rows(model)
     T = int(getattr(model, "max_len", task.max_len))
     tokens = example_tokens(task, T)
     readout = np.asarray(task.readout_mask(tokens[None]))[0]
     positions = [f"{t}\n{task.vocab[int(tok)]}" for t, tok in enumerate(tokens)]
-
-    def at(sites, lag: int = 0) -> np.ndarray:
+    own_cells = getattr(truth, "cells", None) or {}
+    circuit_sites = set(truth.circuit)
+    cells = np.zeros((len(rows), T), int)
+    for i, r in enumerate(rows):
+        if r.name in own_cells:
+            lab = np.asarray(own_cells[r.name], int)[:T]
+            cells[i, : len(lab)] = lab
+        else:
+            cells[i] = 1 if r.site in circuit_sites else 0
+    decoy_names = set(getattr(truth, "decoys", ()) or ())
+    held = getattr(truth, "component_variables", None) or {}
+    homes: dict[str, np.ndarray] = {}
+    for v, loc in truth.variables.items():
         m = np.zeros((len(rows), T), bool)
-        for s in sites:
-            if s in index:
-                m[index[s], max(0, lag):] = True  # the value at t lives at position t + lag
-        return m
-
-    circuit = at(truth.circuit)
-    variables = {v: at([loc.site], loc.lag) for v, loc in truth.variables.items()}
-    computes = {v: at(comps) for v, comps in truth.components.items() if comps}
-    # decoys: variable -> Location, where a ground truth has them (none does yet)
-    decoys = {v: at([loc.site], getattr(loc, "lag", 0)) for v, loc in (getattr(truth, "decoys", None) or {}).items() if hasattr(loc, "site")}
-    here = {r: {v for v, loc in truth.variables.items() if loc.site == r.name} | {v for v, comps in truth.components.items() if r.name in comps} for r in rows}
-    carried = [tuple(v for v in truth.site_variables.get(r.name, ()) if v not in here[r]) for r in rows]
-    definitions = {name: task.program[name].describe() for name in task.program.names}
+        for i, r in enumerate(rows):
+            # a block of a site holds what the ground truth says it holds; a whole site, what lives there
+            if (v in held.get(r.name, ())) if r.name != r.site else (loc.site == r.name):
+                m[i, max(0, loc.lag):] = True  # the value at t lives at position t + lag
+        homes[v] = m
+    computes = {}
+    for v, comps in truth.components.items():
+        m = np.zeros((len(rows), T), bool)
+        for c in comps:
+            for i in (j for j in range(len(rows)) if rows[j].name == c):
+                m[i] = True
+        if m.any():
+            computes[v] = m
+    variables = {v: m for v, m in homes.items() if v not in decoy_names}
+    decoys = {v: m for v, m in homes.items() if v in decoy_names}
+    here = [{v for v, m in homes.items() if m[i].any()} | {v for v, m in computes.items() if m[i].any()} for i in range(len(rows))]
+    carried = [tuple(v for v in truth.site_variables.get(r.name, ()) if v not in here[i] and v not in decoy_names) for i, r in enumerate(rows)]
+    definitions = {name: task.program[name].describe() for name in task.program.names if name not in decoy_names}
     kind = model.meta.get("kind", "compiled") + (" (reparametrized)" if "reparametrized" in model.meta else "")
-    return Picture(title or f"{task.name} / {model.family} / {kind}", rows, positions, readout, circuit, variables, computes, decoys, carried, definitions)
+    return Picture(title or f"{task.name} / {model.family} / {kind}", rows, positions, readout, cells, variables, computes, decoys, carried, definitions)
 
 
 # -- what a finding says, on the picture's grid --------------------------------------------------------
@@ -109,7 +151,7 @@ def picture_of(model, task, title: str | None = None) -> Picture:
 class Overlay:
     """A finding on the picture's grid: ``scores`` ``[rows, T]`` (SiteScores; NaN where the
     finding has none), ``placed`` variable -> ``[rows, T]`` (Alignment) with ``labels`` per
-    variable (its score, a check mark at its ground-truth site), or ``kept`` ``[rows, T]``
+    variable (its score, a check mark at its ground-truth place), or ``kept`` ``[rows, T]``
     (Circuit)."""
 
     title: str
@@ -121,34 +163,35 @@ class Overlay:
 
 
 def overlay_of(picture: Picture, finding) -> Overlay:
-    index, n, T = picture.row_index(), len(picture.rows), picture.T
+    n, T = len(picture.rows), picture.T
     name = finding.method or type(finding).__name__
     if finding.kind == "site_scores":
         scores = np.full((n, T), np.nan)
         for site, arr in finding.scores.items():
-            if site in index:
-                a = np.abs(np.asarray(arr, float))[:T]
-                scores[index[site], : len(a)] = a
+            a = np.abs(np.asarray(arr, float))[:T]
+            for i in picture.rows_of(site):
+                scores[i, : len(a)] = a
         for comp, v in finding.components.items():
-            if comp in index and np.isnan(scores[index[comp]]).all():
-                scores[index[comp]] = abs(v)
-        return Overlay(f"{name}: |score| per site and position", "site_scores", scores=scores)
+            for i in picture.rows_of(comp):
+                if np.isnan(scores[i]).all() or picture.rows[i].name == comp:
+                    scores[i] = abs(v)
+        return Overlay(f"{name}: |score| per row and position", "site_scores", scores=scores)
     if finding.kind == "alignment":
         placed, labels = {}, {}
         for var, av in finding.variables.items():
             m = np.zeros((n, T), bool)
-            if av.site in index:
-                cols = range(T) if av.positions == "all" else [p + av.lag for p in av.positions if 0 <= p + av.lag < T]
-                m[index[av.site], list(cols)] = True
+            cols = list(range(T)) if av.positions == "all" else [p + av.lag for p in av.positions if 0 <= p + av.lag < T]
+            for i in picture.rows_of(av.site):
+                m[i, cols] = True
             placed[var] = m
-            home = picture.variables.get(var)
+            home = picture.variables.get(var, picture.decoys.get(var))
             right = home is not None and bool((home & m).any())
             labels[var] = var + (f" {av.score:.2f}" if av.score is not None and math.isfinite(av.score) else "") + (" \u2713" if right else "")
-        return Overlay(f"{name}: where it puts each variable (\u2713 at its ground-truth site)", "alignment", placed=placed, labels=labels)
+        return Overlay(f"{name}: where it puts each variable (\u2713 where the ground truth has it)", "alignment", placed=placed, labels=labels)
     kept = np.zeros((n, T), bool)
     for comp in finding.components:
-        if comp in index:
-            kept[index[comp]] = True
+        for i in picture.rows_of(comp):
+            kept[i] = True
     return Overlay(f"{name}: the components it keeps", "circuit", kept=kept)
 
 
@@ -164,10 +207,11 @@ def colours(names) -> dict[str, str]:
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(names)}
 
 
-def _grid(ax, picture: Picture, shade: np.ndarray) -> None:
+def _grid(ax, picture: Picture, labels: np.ndarray) -> None:
+    """Cells coloured by label: 1 circuit, 0 outside, -1 neither."""
     from matplotlib.colors import ListedColormap
 
-    ax.imshow(shade.astype(float), aspect="auto", cmap=ListedColormap([OUTSIDE_COLOUR, CIRCUIT_COLOUR]), vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(labels.astype(float), aspect="auto", cmap=ListedColormap([NEITHER_COLOUR, OUTSIDE_COLOUR, CIRCUIT_COLOUR]), vmin=-1.5, vmax=1.5, interpolation="nearest")
     _frame(ax, picture)
 
 
@@ -209,9 +253,12 @@ def _row_text(ax, picture: Picture, per_row: list[list[tuple[str, str, str]]]) -
 def _truth_pieces(picture: Picture, colour: dict) -> list[list[tuple[str, str, str]]]:
     out = []
     for i in range(len(picture.rows)):
-        pieces = [(v, colour[v], "bold") for v, m in picture.variables.items() if m[i].any()]
-        pieces += [(f"\u2192{v}", colour.get(v, "#333333"), "italic") for v, m in picture.computes.items() if m[i].any() and not picture.variables.get(v, m)[i].any()]
-        pieces += [(f"decoy {v}", DECOY_COLOUR, "italic") for v, m in picture.decoys.items() if m[i].any()]
+        lives = {v for v, m in {**picture.variables, **picture.decoys}.items() if m[i].any()}
+        pieces = [(v, colour[v], "bold") for v in picture.variables if v in lives]
+        pieces += [(f"decoy {v}", DECOY_COLOUR, "italic") for v in picture.decoys if v in lives]
+        for v, m in picture.computes.items():
+            if m[i].any() and v not in lives:
+                pieces.append((f"\u2192{'decoy ' if v in picture.decoys else ''}{v}", DECOY_COLOUR if v in picture.decoys else colour.get(v, "#333333"), "italic"))
         if picture.carried and picture.carried[i]:
             pieces.append((f"+{len(picture.carried[i])} carried", "#777777", "normal"))
         out.append(pieces)
@@ -238,7 +285,7 @@ def draw(picture: Picture, overlay: Overlay | None = None):
     colour = colours(list(picture.definitions) + [v for v in picture.variables if v not in picture.definitions])
     panels = 1 if overlay is None else 2
     grid_w = max(4.0, CELL_WIDTH * T)
-    legend_lines = len(picture.definitions) + 2
+    legend_lines = len(picture.definitions) + 4
     height = 1.4 + ROW_HEIGHT * n + 0.19 * legend_lines
     fig = Figure(figsize=(2.6 + (grid_w + 0.9) * panels, height), dpi=100)  # no pyplot: no backend to pick, nothing left open
     top = 1 - 0.9 / height
@@ -248,7 +295,7 @@ def draw(picture: Picture, overlay: Overlay | None = None):
         left = (2.2 + k * (grid_w + 0.9)) / fig.get_figwidth()
         axes.append(fig.add_axes([left, bottom, grid_w / fig.get_figwidth(), top - bottom]))
     ax = axes[0]
-    _grid(ax, picture, picture.circuit)
+    _grid(ax, picture, picture.cells)
     _row_text(ax, picture, _truth_pieces(picture, colour))
     ax.set_title("ground truth: variables where they live, \u2192 computed by, circuit shaded", fontsize=FONT, pad=34)
     if overlay is not None:
@@ -266,7 +313,7 @@ def draw(picture: Picture, overlay: Overlay | None = None):
                 ax2.imshow(np.zeros((n, T)), aspect="auto", cmap="viridis", vmin=0, vmax=1)
             _frame(ax2, picture)
         elif overlay.kind == "alignment":
-            _grid(ax2, picture, np.zeros((n, T), bool))
+            _grid(ax2, picture, np.zeros((n, T), int))
             per_row = [[(overlay.labels[v], colour.get(v, "#333333"), "bold") for v, m in overlay.placed.items() if m[i].any()] for i in range(n)]
             _row_text(ax2, picture, per_row)
         else:
@@ -277,11 +324,14 @@ def draw(picture: Picture, overlay: Overlay | None = None):
         ax2.set_title(overlay.title + "\n(ground-truth circuit outlined)", fontsize=FONT, pad=34)
     fig.suptitle(picture.title, fontsize=FONT + 3, x=0.02, ha="left", y=1 - 0.12 / height, va="top")
     handles = [Patch(facecolor=CIRCUIT_COLOUR, label="ground-truth circuit"), Patch(facecolor=OUTSIDE_COLOUR, label="outside it")]
+    if (picture.cells == -1).any():
+        handles.append(Patch(facecolor=NEITHER_COLOUR, edgecolor="#bbbbbb", label="neither (input-independent or idle)"))
     if overlay is not None:
         handles.append(Patch(facecolor="none", edgecolor="#d95f02", linewidth=2, label="ground-truth circuit (outline)"))
         if overlay.kind == "circuit":
             handles.append(Patch(facecolor="#8fb8de", label="kept by the method"))
-    fig.legend(handles=handles, loc="lower right", fontsize=FONT - 1, frameon=False, bbox_to_anchor=(0.99, 0.2 / height))
+    fig.legend(handles=handles, loc="upper left", fontsize=FONT - 1, frameon=False, ncol=len(handles),
+               bbox_to_anchor=(2.1 / fig.get_figwidth(), bottom - 0.12 / height))
     lines = [(f"{v} = {d}", colour[v]) for v, d in picture.definitions.items()]
     lines += [("\u25bc output read here;  (N) after a site: its width;  +k carried: variables written below, readable here", "#333333")]
     y = (0.3 + 0.19 * (len(lines) - 1)) / height
