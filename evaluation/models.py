@@ -49,4 +49,4 @@ def load_saved(saved: SavedModel):
     import zoo
 
     model = zoo.load(saved.path)
-    return model.eval(), tasks.get(saved.task, max_len=saved.max_len)
+    return model.eval(), tasks.get(saved.task, max_len=saved.max_len).with_decoys(bool(model.meta.get("decoys")))  # as evaluation.grid.scoring_task

@@ -39,7 +39,7 @@ def resolve(args):
         return model, task, saved.kind
     from zoo.compile import check_family
 
-    from .grid import MissingModel, _model
+    from .grid import MissingModel, _model, scoring_task
 
     task = tasks.get(args.model)
     if not args.arch:
@@ -49,7 +49,7 @@ def resolve(args):
         model = _model(task, args.arch, args.kind, args.seed, args.store)
     except MissingModel as err:
         raise ValueError(str(err)) from None
-    return model, task, args.kind
+    return model, scoring_task(task, model), args.kind
 
 
 def default_out(task: str, family: str, kind: str, method: str | None) -> Path:
