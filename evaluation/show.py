@@ -261,8 +261,18 @@ def _truth_pieces(picture: Picture, colour: dict) -> list[list[tuple[str, str, s
                 pieces.append((f"\u2192{'decoy ' if v in picture.decoys else ''}{v}", DECOY_COLOUR if v in picture.decoys else colour.get(v, "#333333"), "italic"))
         if picture.carried and picture.carried[i]:
             pieces.append((f"+{len(picture.carried[i])} carried", "#777777", "normal"))
-        out.append(pieces)
+        out.append(_fit(pieces, picture.T))
     return out
+
+
+def _fit(pieces, T: int):
+    """The pieces, with the decoys counted instead of named when a row cannot hold them all."""
+    room = T * CELL_WIDTH * 72 / ((FONT - 1) * 0.62)  # characters that fit across the row
+    if sum(len(text) + 2 for text, _, _ in pieces) <= room:
+        return pieces
+    decoys = [p for p in pieces if p[1] == DECOY_COLOUR]
+    kept = [p for p in pieces if p[1] != DECOY_COLOUR]
+    return kept + ([(f"+{len(decoys)} decoys", DECOY_COLOUR, "italic")] if decoys else [])
 
 
 def _outline_circuit(ax, picture: Picture) -> None:
