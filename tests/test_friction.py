@@ -60,7 +60,8 @@ def test_evaluate_scores_saved_models_as_cells_of_their_own(tmp_path, capsys):
     model.save(tmp_path / "mine")
     zoo.reparametrize(model, seed=5).save(tmp_path / "mine-rotated")
     out = tmp_path / "run"
-    rc = main(["evaluate", "--method", "oracle_alignment", "--model", str(tmp_path / "mine"), "--model", str(tmp_path / "mine-rotated"), "--out", str(out)])
+    rc = main(["evaluate", "--method", "oracle_alignment", "--model", str(tmp_path / "mine"), "--model", str(tmp_path / "mine-rotated"), "--out", str(out),
+               "--no-controls"])
     assert rc == 0, capsys.readouterr().err
     rows = evaluation.read_results(out)
     assert sorted((r["task"], r["family"], r["kind"], r["model"]) for r in rows) == [
@@ -68,7 +69,7 @@ def test_evaluate_scores_saved_models_as_cells_of_their_own(tmp_path, capsys):
     assert all(r["status"] == "ok" and r["iia"] == pytest.approx(1.0) for r in rows)
     # rerun: both cells are found done; with --task the grid's cells come too
     assert main(["evaluate", "--method", "oracle_alignment", "--model", str(tmp_path / "mine"), "--task", "parity", "--arch", "rnn", "--kinds", "compiled",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--no-controls"]) == 0
     printed = capsys.readouterr().out
     assert "done before, skipped" in printed and len(evaluation.read_results(out)) == 3
 
@@ -159,7 +160,8 @@ def test_report_names_failures_says_when_no_controls_ran_and_prints_no_negative_
     from evaluation.report import NO_CONTROLS, write_report
 
     out = tmp_path / "run"
-    evaluation.evaluate(["activation_patching", _broken_method], ["parity"], ["transformer"], kinds=("compiled",), out=out, progress=lambda *_: None)
+    evaluation.evaluate(["activation_patching", _broken_method], ["parity"], ["transformer"], kinds=("compiled",), out=out, progress=lambda *_: None,
+                        controls=False)
     lines = (out / "results.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     rows[0]["cpr"] = -0.00001  # rounds to zero: must print as 0.000
@@ -177,7 +179,8 @@ def test_heatmaps_keep_each_methods_own_values_and_fold_the_oracle_into_the_grou
     from evaluation.report import _models, heatmap_panels, heatmap_png
 
     out = tmp_path / "run"
-    rows = evaluation.evaluate(["activation_patching", "oracle"], ["parity"], ["transformer"], kinds=("compiled",), out=out, progress=lambda *_: None)
+    rows = evaluation.evaluate(["activation_patching", "oracle"], ["parity"], ["transformer"], kinds=("compiled",), out=out, progress=lambda *_: None,
+                               controls=False)
     (model_rows,) = _models(rows).values()
     panels, truth, same = heatmap_panels(model_rows)
     assert [m for m, _ in panels] == ["activation_patching"] and same == ["oracle"]
