@@ -77,12 +77,17 @@ def check_equals_program(model, task, n: int, full_sample: int = 256):
     @hypothesis_settings(n)
     @given(strategies.batches(task, max_size=32))
     def check(tokens):
-        targets = task.targets(tokens)
-        assert_matches(task, tokens, predict(model, tokens), targets, targets != tasks.IGNORE)
+        assert_equals_program(model, task, tokens)
 
     check()
     full = task.sample(full_sample, seed=1)  # at max length, with the task's balanced sampler
-    assert_matches(task, full.tokens, predict(model, full.tokens), full.targets, full.targets != tasks.IGNORE)
+    assert_equals_program(model, task, full.tokens)
+
+
+def assert_equals_program(model, task, tokens):
+    """The model's predictions equal the program's outputs on ``tokens``."""
+    targets = task.targets(tokens)
+    assert_matches(task, tokens, predict(model, tokens), targets, targets != tasks.IGNORE)
 
 
 def check_ground_truth_patching(model, task, n: int):
@@ -92,39 +97,48 @@ def check_ground_truth_patching(model, task, n: int):
     @hypothesis_settings(n)
     @given(strategies.interventions(task, max_size=32))
     def check(case):
-        base, source, variable, position = case
-        loc = gt.variables[variable]
-        src = model.run(torch.as_tensor(source), cache=[loc.site]).cache[loc.site]
-        fn = patch(src, positions=torch.as_tensor(position + loc.lag), basis=loc.tensor())
-        got = predict(model, base, interventions={loc.site: fn})
-        cf = task.counterfactual(base, source, variable, position)
-        assert_matches(task, base, got, cf.outputs, cf.mask)
+        assert_ground_truth_patching(model, task, *case)
 
     check()
+
+
+def assert_ground_truth_patching(model, task, base, source, variable, position):
+    """Patching ``variable``'s ground-truth subspace at ``position`` with the source run's
+    activation gives the interpreter's counterfactual outputs."""
+    loc = model.ground_truth.variables[variable]
+    src = model.run(torch.as_tensor(source), cache=[loc.site]).cache[loc.site]
+    fn = patch(src, positions=torch.as_tensor(position + loc.lag), basis=loc.tensor())
+    got = predict(model, base, interventions={loc.site: fn})
+    cf = task.counterfactual(base, source, variable, position)
+    assert_matches(task, base, got, cf.outputs, cf.mask)
 
 
 def check_outside_ground_truth(model, task, n: int):
-    gt = model.ground_truth
-    sites = {s.name: s for s in model.sites}
-    outside = [s for s in sites if s not in gt.circuit and s not in gt.site_variables]
-
     @hypothesis_settings(n)
     @given(strategies.pairs(task, max_size=32))
     def check(pair):
-        base, source = pair
-        expected = task.targets(base)
-        mask = expected != tasks.IGNORE
-        cache = model.run(torch.as_tensor(source), cache=list(gt.site_variables) + outside).cache
-        for site in gt.site_variables:
-            complement = _complement(gt.subspace_at(site), sites[site].width)
-            if complement is not None:
-                got = predict(model, base, interventions={site: patch(cache[site], basis=complement)})
-                assert_matches(task, base, got, expected, mask)
-        for site in outside:
-            got = predict(model, base, interventions={site: patch(cache[site])})
-            assert_matches(task, base, got, expected, mask)
+        assert_outside_ground_truth(model, task, *pair)
 
     check()
+
+
+def assert_outside_ground_truth(model, task, base, source):
+    """Patching, from ``source``, the part of each site orthogonal to its ground-truth
+    subspaces, and every site outside the circuit, leaves the outputs on ``base`` unchanged."""
+    gt = model.ground_truth
+    sites = {s.name: s for s in model.sites}
+    outside = [s for s in sites if s not in gt.circuit and s not in gt.site_variables]
+    expected = task.targets(base)
+    mask = expected != tasks.IGNORE
+    cache = model.run(torch.as_tensor(source), cache=list(gt.site_variables) + outside).cache
+    for site in gt.site_variables:
+        complement = _complement(gt.subspace_at(site), sites[site].width)
+        if complement is not None:
+            got = predict(model, base, interventions={site: patch(cache[site], basis=complement)})
+            assert_matches(task, base, got, expected, mask)
+    for site in outside:
+        got = predict(model, base, interventions={site: patch(cache[site])})
+        assert_matches(task, base, got, expected, mask)
 
 
 @pytest.mark.parametrize("task_name,family,kind", CASES)

@@ -1,0 +1,100 @@
+"""Every compiler is exact on random programs, compiled and reparametrized.
+
+The acceptance checks of tests/test_compiled.py (its ``assert_*`` helpers), on programs drawn by
+``tasks.strategies.programs`` and compiled by ``zoo.strategies.models`` into every family:
+predictions equal the interpreter; patching a variable's ground-truth subspace reproduces the
+counterfactual; patching outside the ground truth changes nothing. Programs a family refuses
+(a ``CompileError`` naming the primitive and the family) are skipped and counted. The default
+suite checks ``EXAMPLES`` drawn models per family and kind; ``-m slow`` checks ``SLOW_EXAMPLES``.
+``python -m benchmarks.random_programs`` prints how many compile per family and in what time.
+
+Counterexamples the strategies found are kept below as explicit cases (``COUNTEREXAMPLES``),
+each with the compiler fix or refusal it led to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import zoo
+from tasks import strategies
+from tasks.spec import ProgramSpec
+from zoo.strategies import DrawnModel, build, models
+
+from .test_compiled import assert_equals_program, assert_ground_truth_patching, assert_outside_ground_truth
+
+EXAMPLES = {"compiled": 20, "reparametrized": 8}
+SLOW_EXAMPLES = {"compiled": 400, "reparametrized": 100}
+MAX_NODES = 6
+
+
+def assert_exact(case: DrawnModel, data) -> None:
+    """The three checks on one drawn model: inputs drawn by hypothesis (so they shrink) and a
+    seeded sample at max length, every variable patched."""
+    model, task = case.model, case.task
+    assert set(model.ground_truth.variables) == set(task.program.names), "every program variable has a location"
+    assert_equals_program(model, task, data.draw(strategies.batches(task, max_size=8), label="tokens"))
+    assert_equals_program(model, task, task.sample(64, seed=1).tokens)
+    assert_ground_truth_patching(model, task, *data.draw(strategies.interventions(task, max_size=8), label="intervention"))
+    for name in task.program.names:
+        assert_ground_truth_patching(model, task, *task.sample_interventions(32, seed=2, variable=name))
+    assert_outside_ground_truth(model, task, *data.draw(strategies.pairs(task, max_size=8), label="pair"))
+    base, source, _, _ = task.sample_interventions(32, seed=3)
+    assert_outside_ground_truth(model, task, base, source)
+
+
+def exactness(family: str, kind: str, examples: int, stats: Counter | None = None) -> None:
+    """Hold ``family``'s compiler exact on ``examples`` drawn models of ``kind`` (derandomized:
+    the same programs on every run)."""
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    @given(st.data())
+    def check(data):
+        case = data.draw(models(strategies.programs(max_nodes=MAX_NODES), archs=(family,), kinds=(kind,), stats=stats), label="case")
+        if stats is not None:
+            stats[family, "checked"] += 1
+        assert_exact(case, data)
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["compiled", "reparametrized"])
+@pytest.mark.parametrize("family", zoo.FAMILIES)
+def test_compilers_are_exact_on_random_programs(family, kind):
+    stats: Counter = Counter()
+    exactness(family, kind, EXAMPLES[kind], stats)
+    assert stats[family, "checked"] >= EXAMPLES[kind] // 2, f"too few {family} programs compiled to check: {dict(stats)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["compiled", "reparametrized"])
+@pytest.mark.parametrize("family", zoo.FAMILIES)
+def test_compilers_are_exact_on_many_random_programs(family, kind):
+    stats: Counter = Counter()
+    exactness(family, kind, SLOW_EXAMPLES[kind], stats)
+    assert stats[family, "checked"] >= SLOW_EXAMPLES[kind] // 2, f"too few {family} programs compiled to check: {dict(stats)}"
+
+
+# -- counterexamples found by the strategies, kept as explicit cases ---------------------------------
+COUNTEREXAMPLES: list = [
+]
+
+
+@pytest.mark.parametrize("family,spec", COUNTEREXAMPLES, ids=lambda x: x if isinstance(x, str) else ProgramSpec.from_json(x).name)
+@pytest.mark.parametrize("kind", ["compiled", "reparametrized"])
+def test_counterexamples_stay_fixed(family, spec, kind):
+    task = ProgramSpec.from_json(json.loads(json.dumps(spec))).task()
+    case = DrawnModel(task, family, kind, build(task, family, kind, reparam_seed=1), 1 if kind == "reparametrized" else None)
+
+    @settings(max_examples=10, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.data())
+    def check(data):
+        assert_exact(case, data)
+
+    check()
