@@ -82,7 +82,14 @@ def test_compilers_are_exact_on_many_random_programs(family, kind):
 
 
 # -- counterexamples found by the strategies, kept as explicit cases ---------------------------------
-COUNTEREXAMPLES: list = [
+COUNTEREXAMPLES = [
+    # rnn: a Map reading one numerical variable twice crashed the compiler (an AssertionError:
+    # the repeated input was taken for the thresholded one, so its one-hot copy was asked for a
+    # layer too early). Fixed: the thresholded input is chosen by position (zoo/compilers/rnn.py).
+    ("rnn", {"symbols": 2, "max_len": 4, "mode": "transduction", "nodes": [
+        {"op": "map", "inputs": [0], "coefs": [1], "table": [0, 1]},
+        {"op": "aggregate", "inputs": [1], "reduce": "count"},
+        {"op": "map", "inputs": [2, 2], "coefs": [1, 2], "table": [0, 1, 1], "numerical": True}]}),
 ]
 
 

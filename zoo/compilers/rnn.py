@@ -153,9 +153,10 @@ class Builder(UnitBuilder):
 
     def map(self, v: Map):
         xs = list(v.inputs)
-        mags = [x for x in xs if self.home[x.name].onehot is None]
-        ramp = max(mags, key=lambda x: x.value_set.size) if mags else None
-        L = 1 + max(self.avail(x, onehot=x is not ramp) for x in xs)
+        mags = [i for i, x in enumerate(xs) if self.home[x.name].onehot is None]
+        r = max(mags, key=lambda i: xs[i].value_set.size) if mags else None  # by position: an input may repeat
+        ramp = xs[r] if mags else None
+        L = 1 + max(self.avail(x, onehot=i != r) for i, x in enumerate(xs))
         table = v.table.reshape([x.value_set.size for x in xs])
         onehot = {w: Aff() for w in v.value_set.values}
         if ramp is None:
@@ -171,7 +172,6 @@ class Builder(UnitBuilder):
                     u = self.unit(L, VAR, inp=aff - need + sel)
                     onehot[w] = onehot[w] + unit_aff(u)
         else:
-            r = xs.index(ramp)
             others = [i for i in range(len(xs)) if i != r]
             rows = np.moveaxis(table, r, -1)
             conds = self._conditions([xs[i] for i in others], [self.acc(xs[i], L - 1, True) for i in others], rows)
