@@ -90,6 +90,13 @@ COUNTEREXAMPLES = [
         {"op": "map", "inputs": [0], "coefs": [1], "table": [0, 1]},
         {"op": "aggregate", "inputs": [1], "reduce": "count"},
         {"op": "map", "inputs": [2, 2], "coefs": [1, 2], "table": [0, 1, 1], "numerical": True}]}),
+    # transformer: key == query max/min/last/first with key and query the same variable (never
+    # empty, so no default) over a categorical value without 0 crashed the compiler (a
+    # ValueError: the default correction looked up value 0). Fixed: the correction is built only
+    # for selections that may be empty (zoo/compilers/transformer.py).
+    ("transformer", {"symbols": 2, "max_len": 4, "mode": "transduction", "nodes": [
+        {"op": "map", "inputs": [0], "coefs": [1], "table": [1, 2]},
+        {"op": "aggregate", "inputs": [0, 0, 1], "select": "eq", "reduce": "max"}]}),
 ]
 
 

@@ -488,8 +488,9 @@ class _Compiler:
             heads.append(self.add_head(l, qk, vo, reads, f"{sel.kind}_{red}"))
             a0_rep = self.rep(v, self.p0[x.name])
             _axpy(at0, a0_rep)
-            corr = _axpy(dict(self.rep(v, v.default)), a0_rep, -1.0)
-            if sel.may_be_empty and any(abs(c) > 0 for c in corr.values()):
+            # the default is a value only when the selection may be empty (key is not query)
+            corr = _axpy(dict(self.rep(v, v.default)), a0_rep, -1.0) if sel.may_be_empty else {}
+            if any(abs(c) > 0 for c in corr.values()):
                 qkB = [({self.dim(Q, u): 2 * G}, keys[u]) for u in common]
                 phiB = _scaled(self.one, G)
                 for u in bos_matches:  # then u is in common: natural 2G, wanted -2G
