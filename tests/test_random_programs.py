@@ -97,6 +97,13 @@ COUNTEREXAMPLES = [
     ("transformer", {"symbols": 2, "max_len": 4, "mode": "transduction", "nodes": [
         {"op": "map", "inputs": [0], "coefs": [1], "table": [1, 2]},
         {"op": "aggregate", "inputs": [0, 0, 1], "select": "eq", "reduce": "max"}]}),
+    # ssm: a program whose only Maps are constants (no MLP units) got a model without MLP sites,
+    # while its ground truth listed L0.mlp in the circuit and in site_variables (a KeyError for
+    # anything patching them, and the constant's dims never written). Fixed: such a model keeps
+    # a one-unit MLP whose bias writes the constants (zoo/compilers/ssm.py).
+    ("ssm", {"symbols": 2, "max_len": 3, "mode": "transduction", "nodes": [
+        {"op": "aggregate", "inputs": [0, 0], "select": "eq", "reduce": "count"},
+        {"op": "map", "inputs": [1], "coefs": [1], "table": [0, 0]}]}),
 ]
 
 

@@ -317,6 +317,8 @@ def compile_program(task: Task, seed: int = 0) -> SSM:
     max_lag = max((ch.lag for m in mixers for ch in m.channels), default=0)
     d_inner = max(1, max(len(m.channels) for m in mixers))
     d_mlp = max(sum(len(u) for u, _, _ in blocks) for blocks in mlps)
+    if any(mlps):  # a Map or Sum with no units (a constant) is still written, by the MLP's bias
+        d_mlp = max(d_mlp, 1)
     cfg = SSMConfig(vocab_size=len(task.vocab), n_classes=task.n_classes, max_len=task.max_len, d_model=layout.width,
                     n_layers=n_layers, d_inner=d_inner, d_state=1, d_conv=max(4, max_lag + 1), d_mlp=d_mlp,
                     pos_embed=uses_indices, act="relu", gate="relu")
