@@ -15,10 +15,12 @@ each with the compiler fix or refusal it led to.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import torch
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 import zoo
@@ -119,3 +121,32 @@ def test_counterexamples_stay_fixed(family, spec, kind):
         assert_exact(case, data)
 
     check()
+
+
+# -- the strategies find a planted compiler bug and shrink it -----------------------------------------
+def _predicts_program(pair) -> bool:
+    case, tokens = pair
+    targets = case.task.targets(tokens)
+    mask = targets != -100
+    with torch.no_grad():
+        predicted = case.model.run(torch.as_tensor(tokens)).logits.argmax(-1).numpy()
+    return bool((predicted[mask] == targets[mask]).all())
+
+
+def test_a_planted_compiler_bug_is_found_and_shrunk(monkeypatch):
+    """A mutated construction constant: the SSM's delta pre-activation Z_ON at 4 instead of 128
+    (softplus(4) = 4.02, so a count channel writes 4.02/128 per step instead of 1, and a write
+    channel no longer overwrites). Random programs find it and shrink it to the smallest case:
+    one aggregate (and the Map that makes the output read the tokens), one input of length 2."""
+    import zoo.compilers.ssm as ssm_compiler
+
+    monkeypatch.setattr(ssm_compiler, "Z_ON", 4.0)
+    drawn = models(strategies.programs(max_nodes=3), archs=("ssm",), kinds=("compiled",))
+    with_inputs = drawn.flatmap(lambda case: st.tuples(st.just(case), strategies.batches(case.task, max_size=4)))
+    case, tokens = find(with_inputs, lambda pair: not _predicts_program(pair), random=random.Random(0),
+                        settings=settings(max_examples=300, database=None, deadline=None, suppress_health_check=list(HealthCheck)))
+    program = case.task.program
+    assert len(program) <= 3 and tokens.shape == (1, 2), f"not shrunk: {tokens.tolist()}\n{program.describe()}"
+    assert any(v.op == "Aggregate" for v in program), program.describe()
+    monkeypatch.undo()  # the same case, compiled without the mutation, is exact
+    assert _predicts_program((DrawnModel(case.task, "ssm", "compiled", build(case.task, "ssm")), tokens))
