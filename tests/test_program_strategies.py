@@ -20,7 +20,6 @@ from zoo.support import primitive_of
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 FIND = settings(max_examples=2000, database=None)
-DRAWN = settings(max_examples=2000, database=None, phases=[Phase.generate])  # the first example found, not shrunk
 
 
 def primitives_in(task) -> set[str]:
@@ -57,15 +56,17 @@ def test_specs_round_trip_through_json_and_rebuild_the_same_program(spec):
     assert spec_of(a) == spec and spec_of(tasks.get("parity")) is None
 
 
-@pytest.mark.parametrize("primitive", strategies.PRIMITIVES)
-def test_every_primitive_is_drawn(primitive):
-    task = find(strategies.programs(), lambda t: primitive in primitives_in(t), settings=DRAWN, random=random.Random(0))
-    assert primitive in primitives_in(task)
+def test_every_primitive_and_both_io_modes_are_drawn():
+    seen: set = set()
 
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True, phases=[Phase.generate])
+    @given(strategies.programs())
+    def collect(task):
+        seen.update(primitives_in(task) | {task.mode})
 
-@pytest.mark.parametrize("mode", [tasks.TRANSDUCTION, tasks.SEQ2SEQ])
-def test_both_io_modes_are_drawn(mode):
-    assert find(strategies.programs(), lambda t: t.mode == mode, settings=DRAWN, random=random.Random(0)).mode == mode
+    collect()
+    missing = set(strategies.PRIMITIVES) | {tasks.TRANSDUCTION, tasks.SEQ2SEQ}
+    assert not missing - seen, f"never drawn in 400 programs: {sorted(missing - seen)}"
 
 
 def test_shrinking_goes_to_fewer_nodes_fewer_symbols_and_shorter_inputs():

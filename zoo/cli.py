@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evaluation.show_cli import add_show_parser  # argparse only; matplotlib loads on `zoo show`
 
     add_show_parser(sub)
+    from zoo.falsify_cli import add_falsify_parser  # argparse only; the search is evaluation.falsify
+
+    add_falsify_parser(sub)
     return parser
 
 
