@@ -104,7 +104,7 @@ class Case:
     """A drawn case: the program, its families (one, or those compared by ``transfer``), the
     kind, and for ``patch`` the intervention (base, source, position)."""
 
-    spec: object  # tasks.spec.ProgramSpec
+    task: object  # a tasks.spec.SpecTask (task.spec: the program as data)
     archs: tuple[str, ...]
     kind: str = "compiled"
     reparam_seed: int | None = None
@@ -112,8 +112,8 @@ class Case:
     models: dict = field(default_factory=dict, repr=False)
 
     @property
-    def task(self):
-        return self.spec.task()
+    def spec(self):
+        return self.task.spec
 
     def size(self) -> tuple:
         base = self.intervention[0] if self.intervention is not None else None
@@ -163,7 +163,7 @@ def evaluate(search: Search, case: Case) -> Outcome:
         arch = case.archs[0]
         s = rows[arch].get("score")
         violated = s is not None and s < limit
-        return Outcome(violated, "score" if violated else "none", f"{search.method}'s headline score on the {arch} model is {_fmt(s)} ({'below' if violated else 'not below'} {limit:g})",
+        return Outcome(violated, "score" if violated else "none", f"the headline score of {search.method} on the {arch} model is {_fmt(s)} ({'below' if violated else 'not below'} {limit:g})",
                        rows, _example(search, case, arch, findings[arch]))
     if search.property == "transfer":
         defined = {a: r["score"] for a, r in rows.items() if r.get("score") is not None}
@@ -172,7 +172,7 @@ def evaluate(search: Search, case: Case) -> Outcome:
         said = ", ".join(f"{a} {_fmt(s)} ({'recovers' if verdicts[a] else 'misses'})" for a, s in defined.items())
         low = min(defined, key=defined.get) if defined else case.archs[0]
         return Outcome(violated, "transfer" if violated else "none",
-                       f"{search.method}'s conclusion (score >= {limit:g}) {'differs between' if violated else 'agrees across'} families: {said or 'no defined score'}",
+                       f"the conclusion of {search.method} (score >= {limit:g}) {'differs between' if violated else 'agrees across'} families: {said or 'no defined score'}",
                        rows, _example(search, case, low, findings.get(low)) if defined else None)
     arch = case.archs[0]
     return _patch_outcome(search, case, arch, findings[arch])
@@ -204,7 +204,7 @@ def _patch_outcome(search: Search, case: Case, arch: str, finding) -> Outcome:
                "patched": [int(task.classes[c]) if m else None for c, m in zip(got[0], cf.mask[0])],
                "counterfactual": [int(task.classes[c]) if m else None for c, m in zip(cf.outputs[0], cf.mask[0])],
                "site": finding.variables[name].site}
-    why = (f"patching {search.method}'s location for {name!r} ({finding.variables[name].site}) at position {position} "
+    why = (f"patching the location {search.method} gives {name!r} ({finding.variables[name].site}) at position {position} "
            f"reproduces {share:.0%} of the counterfactual outputs ({'below' if violated else 'not below'} {search.limit:.0%})")
     return Outcome(violated, "patch" if violated else "none", why, {arch: {"patched_share": share}}, example)
 
@@ -238,7 +238,6 @@ def cases(search: Search, stats: Counter):
     from hypothesis import strategies as st
 
     from tasks import strategies as task_strategies
-    from tasks.spec import spec_of
     from zoo.compile import CompileError
     from zoo.strategies import build
 
@@ -264,7 +263,7 @@ def cases(search: Search, stats: Counter):
         if search.property == "patch":  # at max_len (shrinking max_len shortens it), the position shrinks toward the last
             base, source = draw(task_strategies.pairs(task, max_size=1, length=task.max_len))
             intervention = (base, source, base.shape[1] - 1 - draw(st.integers(0, base.shape[1] - 2)))
-        return Case(spec_of(task), tuple(models), kind, seed, intervention, models)
+        return Case(task, tuple(models), kind, seed, intervention, models)
 
     return draw_case()
 
@@ -395,7 +394,7 @@ def load_case(directory) -> tuple[Search, Case, dict]:
         raise ValueError(f"corrupt {path}: {type(err).__name__} {err}; rerun the search that wrote it") from None
     iv = record.get("intervention")
     intervention = None if iv is None else (np.asarray(iv["base"], dtype=np.int64), np.asarray(iv["source"], dtype=np.int64), int(iv["position"]))
-    return search, Case(spec, tuple(record["archs"]), record["kind"], record.get("reparam_seed"), intervention, models), record
+    return search, Case(spec.task(), tuple(record["archs"]), record["kind"], record.get("reparam_seed"), intervention, models), record
 
 
 # -- printing ---------------------------------------------------------------------------------------
