@@ -106,6 +106,14 @@ COUNTEREXAMPLES = [
     ("ssm", {"symbols": 2, "max_len": 3, "mode": "transduction", "nodes": [
         {"op": "aggregate", "inputs": [0, 0], "select": "eq", "reduce": "count"},
         {"op": "map", "inputs": [1], "coefs": [1], "table": [0, 0]}]}),
+    # rnn, a silent wrong model: an offset-k aggregate's default flag [t < k] summed the layer's
+    # whole clock chain, which Indices had made max_len long, so it read [t < max_len] and the
+    # default was added at every position (wrong outputs from t = 4 on). Fixed: chain(k, n)
+    # returns its first n units (zoo/compilers/rnn_units.py). Found by the slow suite.
+    ("rnn", {"symbols": 2, "max_len": 6, "mode": "transduction", "nodes": [
+        {"op": "indices"},
+        {"op": "aggregate", "inputs": [0], "select": "offset", "offset": 2, "reduce": "last"},
+        {"op": "map", "inputs": [1, 2], "coefs": [1, 1], "table": [0, 1]}]}),
 ]
 
 

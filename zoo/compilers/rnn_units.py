@@ -157,7 +157,7 @@ class UnitBuilder:
         while len(units) < n:
             rec = self.first(k) if not units else unit_aff(units[-1])
             units.append(self.unit(k, TIME, rec=rec))
-        return units
+        return units[:n]  # the chain is shared: a longer one (Indices') may exist already
 
     def early(self, k: int, n: int) -> Aff:
         """A recurrent functional equal to ``[t < n]`` in layer k."""
