@@ -20,9 +20,10 @@ Properties (a *violation* is what the search looks for):
 
 Programs whose output is the same on all 64 sampled inputs at every position (a constant, or a
 function of the position alone) are skipped unless ``varying`` is False: no input-based method
-can see anything in them. A method that raises is a violation too ("raised"); a search locks onto the kind of the first
-violation it finds, so shrinking keeps to it. Scores come from ``score_finding`` as a black box:
-only its row's ``score`` (the headline) and the row's other scalar entries (printed) are used.
+can see anything in them. A method that raises is a violation too ("raised"); a search locks
+onto the kind of the first violation it finds, so shrinking keeps to it. Scores come from
+``score_finding`` as a black box: only its row's ``score`` (the headline) and the row's other
+scalar entries (printed) are used.
 Same arguments, same seed: the same cases, the same result (methods and scoring are seeded with
 ``seed``; the search with ``random.Random(seed)``).
 """
@@ -64,7 +65,7 @@ class Search:
     max_symbols: int = 3
     max_len: int = 6
     primitives: tuple[str, ...] | None = None
-    varying: bool = True  # skip programs whose output takes one value on every sampled input
+    varying: bool = True  # skip programs whose output does not depend on the input
     seed: int = 0
     budget: int | None = 16  # the method's own budget (its number of inputs)
     n: int = 32  # inputs score_finding measures faithfulness on
@@ -114,10 +115,6 @@ class Case:
     @property
     def spec(self):
         return self.task.spec
-
-    def size(self) -> tuple:
-        base = self.intervention[0] if self.intervention is not None else None
-        return self.spec.size + ((base.shape[1],) if base is not None else ())
 
 
 @dataclass
