@@ -1,8 +1,9 @@
 """``zoo falsify``: the smallest random program and model on which a method's finding violates a property.
 
-A search draws random programs (:func:`tasks.strategies.programs`), compiles them
-(:func:`zoo.strategies.build`; refusals are skipped and counted), runs the method on the model
-and checks a property of its finding. The first violation is shrunk by hypothesis (``find``,
+A search draws random programs (:func:`tasks.strategies.programs`), compiles them as the
+evaluator does (:func:`zoo.strategies.build`, with the program's decoy clone; refusals are
+skipped and counted), runs the method on (a copy of) the model and checks a property of its
+finding. The first violation is shrunk by hypothesis (``find``,
 seeded, no example database) toward fewer nodes, fewer symbols, shorter inputs and, for
 ``patch``, a shorter intervention; the smallest case is printed (the program as ``zoo tasks
 NAME`` prints one, the family, the input, the scores) and saved (each model with
@@ -31,6 +32,7 @@ Same arguments, same seed: the same cases, the same result (methods and scoring 
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import math
 import random
@@ -66,6 +68,7 @@ class Search:
     max_len: int = 6
     primitives: tuple[str, ...] | None = None
     varying: bool = True  # skip programs whose output does not depend on the input
+    decoys: bool = True  # compile each program with its decoy clone, as the evaluator does
     seed: int = 0
     budget: int | None = 16  # the method's own budget (its number of inputs)
     n: int = 32  # inputs score_finding measures faithfulness on
@@ -148,8 +151,8 @@ def evaluate(search: Search, case: Case) -> Outcome:
     rows, findings = {}, {}
     for arch in case.archs:
         model = case.models[arch]
-        try:
-            finding = methods.run(search.method, model, task, seed=search.seed, budget=search.budget)
+        try:  # on a copy, as the evaluation grid runs a method: a method may not change the model it is scored on
+            finding = methods.run(search.method, copy.deepcopy(model), task, seed=search.seed, budget=search.budget)
         except Exception as err:  # a crash is a finding about the method too
             return Outcome(True, f"raised {type(err).__name__}", f"{search.method} raised {type(err).__name__} on the {arch} model: {str(err)[:300]}", rows)
         findings[arch] = finding
@@ -252,7 +255,7 @@ def cases(search: Search, stats: Counter):
         models = {}
         for arch in archs:
             try:
-                models[arch] = build(task, arch, kind, seed, stats)
+                models[arch] = build(task, arch, kind, seed, stats, decoys=search.decoys)
             except CompileError as err:
                 event(f"{arch} refused {err.primitive}")
         assume(len(models) >= (2 if search.property == "transfer" else 1))

@@ -275,7 +275,8 @@ def scan_desc(node: Node) -> str:
 # -- the sampler ---------------------------------------------------------------------------------------
 def varied_inputs(rng: np.random.Generator, n: int, length: int, task: Task) -> np.ndarray:
     """Inputs whose token frequencies vary per sequence (a Dirichlet draw per row), so that
-    counts and sums cover their whole range; BOS first, SEP placed in seq2seq mode."""
+    counts and sums cover their whole range; BOS first and, in seq2seq mode, SEP at a uniform
+    position in ``2..sep_position(length)`` (as :meth:`Task.random_inputs` places it)."""
     alphabet = np.asarray(task.alphabet)
     probs = rng.dirichlet(np.full(len(alphabet), 0.5), size=n)
     u = rng.random((n, length, 1))
@@ -283,6 +284,7 @@ def varied_inputs(rng: np.random.Generator, n: int, length: int, task: Task) -> 
     tokens = alphabet[idx]
     tokens[:, 0] = BOS
     if task.mode == SEQ2SEQ:
-        tokens[:, task.sep_position(length)] = task.sep
+        sep = rng.integers(2, task.sep_position(length) + 1, size=n)
+        tokens[np.arange(n), sep] = task.sep
     return tokens
 

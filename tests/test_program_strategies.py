@@ -37,8 +37,9 @@ def test_drawn_programs_are_well_formed_tasks(task):
     assert sample.tokens.shape == (8, task.max_len) and (sample.tokens[:, 0] == tasks.BOS).all()
     readout = sample.targets != tasks.IGNORE
     assert readout.any(axis=1).all(), "every input has an output to read"
-    if task.mode == tasks.SEQ2SEQ:
-        assert (sample.tokens[:, task.sep_position(task.max_len)] == task.sep).all()
+    if task.mode == tasks.SEQ2SEQ:  # one SEP per input, in 2..sep_position(L), as Task.random_inputs places it
+        is_sep = sample.tokens == task.sep
+        assert (is_sep.sum(axis=1) == 1).all() and (2 <= is_sep.argmax(axis=1)).all() and (is_sep.argmax(axis=1) <= task.sep_position(task.max_len)).all()
     seq = sample.tokens[0].tolist()  # the reference is the interpreter, position by position
     expected = [task.classes[c] if c != tasks.IGNORE else None for c in sample.targets[0]]
     assert task.reference(seq) == expected

@@ -1,7 +1,8 @@
 """Every compiler is exact on random programs, compiled and reparametrized.
 
 The acceptance checks of tests/test_compiled.py (its ``assert_*`` helpers), on programs drawn by
-``tasks.strategies.programs`` and compiled by ``zoo.strategies.models`` into every family:
+``tasks.strategies.programs`` and compiled by ``zoo.strategies.models`` into every family, with
+or without their decoy clone (drawn):
 predictions equal the interpreter; patching a variable's ground-truth subspace reproduces the
 counterfactual; patching outside the ground truth changes nothing. Programs a family refuses
 (a ``CompileError`` naming the primitive and the family) are skipped and counted. The default
@@ -58,7 +59,7 @@ def exactness(family: str, kind: str, examples: int, stats: Counter | None = Non
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
     @given(st.data())
     def check(data):
-        case = data.draw(models(strategies.programs(max_nodes=MAX_NODES), archs=(family,), kinds=(kind,), stats=stats), label="case")
+        case = data.draw(models(strategies.programs(max_nodes=MAX_NODES), archs=(family,), kinds=(kind,), stats=stats, decoys=None), label="case")
         assert_exact(case, data)
         if stats is not None:  # every check ran (a draw that overran its buffer stops short and is not counted)
             stats[family, "checked"] += 1

@@ -53,10 +53,12 @@ class DrawnModel:
         return f"DrawnModel({self.task.name}: {self.arch}, {self.kind}{seed})"
 
 
-def build(task: Task, arch: str, kind: str = "compiled", reparam_seed: int | None = None, stats: Counter | None = None) -> ZooModel:
-    """The model a draw stands for (a ``CompileError`` propagates; ``stats`` counts the outcome)."""
+def build(task: Task, arch: str, kind: str = "compiled", reparam_seed: int | None = None, stats: Counter | None = None,
+          decoys: bool = False) -> ZooModel:
+    """The model a draw stands for (a ``CompileError`` propagates; ``stats`` counts the outcome);
+    ``decoys``: compiled with the program's decoy clone beside it, as the evaluator compiles."""
     try:
-        model = compile(task, arch)
+        model = compile(task, arch, decoys=decoys)
     except CompileError as err:
         if stats is not None:
             stats[arch, "refused"] += 1
@@ -69,10 +71,11 @@ def build(task: Task, arch: str, kind: str = "compiled", reparam_seed: int | Non
     return model.eval()
 
 
-def models(programs=None, archs=FAMILIES, kinds=KINDS, stats: Counter | None = None):
+def models(programs=None, archs=FAMILIES, kinds=KINDS, stats: Counter | None = None, decoys: bool | None = False):
     """Draw :class:`DrawnModel` s (see the module docstring). ``programs``: a strategy of tasks
     (default ``tasks.strategies.programs()``); ``archs``: families to draw from; ``kinds``:
-    ``compiled`` and/or ``reparametrized``."""
+    ``compiled`` and/or ``reparametrized``; ``decoys``: compile the program's decoy clone beside
+    it (``task`` is then the task with decoys), True, False, or None to draw it."""
     from tasks import strategies as task_strategies
 
     archs, kinds = tuple(archs), tuple(kinds)
@@ -93,9 +96,14 @@ def models(programs=None, archs=FAMILIES, kinds=KINDS, stats: Counter | None = N
         arch = draw(st.sampled_from(archs))
         kind = draw(st.sampled_from(kinds))
         seed = draw(st.integers(0, 2**16)) if kind == "reparametrized" else None
-        note(f"program {task.name} ({arch}, {kind}):\n{task.program.describe()}")
+        with_decoys = draw(st.booleans()) if decoys is None else bool(decoys)
+        if with_decoys and task.program.output is task.program.tokens:
+            event("no decoy: the output is the tokens")  # tasks.decoys clones computed variables only
+            assume(False)
+        task = task.with_decoys(with_decoys)
+        note(f"program {task.name} ({arch}, {kind}{', with decoys' if with_decoys else ''}):\n{task.program.describe()}")
         try:
-            model = build(task, arch, kind, seed, stats)
+            model = build(task, arch, kind, seed, stats, decoys=with_decoys)
         except CompileError as err:
             event(f"{arch} refused {err.primitive}")
             assume(False)
