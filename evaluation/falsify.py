@@ -292,6 +292,12 @@ class Result:
     finished: bool  # False: stopped at max_seconds (the case shown is the smallest so far)
 
 
+def _size_key(case: Case) -> tuple:
+    """What "smallest" means: variables, nodes, symbols, max_len, then the input's length."""
+    n_vars, symbols, max_len = case.spec.size
+    return (n_vars, len(case.spec.nodes), symbols, max_len, case.intervention[0].shape[1] if case.intervention is not None else 0)
+
+
 def _size_line(case: Case) -> str:
     n_vars, symbols, max_len = case.spec.size
     line = f"{n_vars} variables, {len(case.spec.nodes)} nodes, {symbols} symbols, max_len {max_len}, {case.archs[0] if len(case.archs) == 1 else 'families ' + ', '.join(case.archs)}"
@@ -323,11 +329,12 @@ def falsify(search: Search, progress=print) -> Result:
                 progress(f"[{elapsed():6.1f} s] violation at case {state['tried']}: {outcome.why}; shrinking")
             else:
                 state["shrinks"] += 1
-            state["best"] = (case, outcome)
-            size = _size_line(case)
-            if state["shrinks"] and size != state.get("size"):
-                progress(f"[{elapsed():6.1f} s] shrunk ({state['shrinks']} steps): {size}")
-            state["size"] = size
+            if state["best"] is None or _size_key(case) <= _size_key(state["best"][0]):  # hypothesis' order is not ours: keep the smallest by ours
+                state["best"] = (case, outcome)
+                size = _size_line(case)
+                if state["shrinks"] and size != state.get("size"):
+                    progress(f"[{elapsed():6.1f} s] shrunk ({state['shrinks']} steps): {size}")
+                state["size"] = size
         elif time.perf_counter() - state["last_report"] > 5 and state["best"] is None:
             refused = sum(v for k, v in stats.items() if len(k) == 2 and k[1] == "refused")
             progress(f"[{elapsed():6.1f} s] {state['tried']} cases checked, {refused} compiles refused, no violation yet")
