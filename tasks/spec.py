@@ -10,8 +10,9 @@ at every ``max_len``:
 - ``map``: ``table[k]`` with ``s = sum_i coefs[i] * x_i`` and ``k = s mod len(table)`` (``fn="mod"``)
   or ``k = clip(s, 0, len(table) - 1)`` (``fn="clip"``); categorical, or numerical if ``numerical``;
 - ``sum``: ``bias + sum_i weights[i] * x_i`` over numerical inputs;
-- ``aggregate``: ``Select.all()``, ``Select.offset_by(offset)`` or ``Select.eq(key, query)`` (the
-  first two inputs), then ``reduce`` of the value (the last input; ``count`` may have none);
+- ``aggregate``: ``Select.all()``, ``Select.offset_by(offset)`` or a comparison
+  ``Select.eq/lt/le/gt/ge(key, query)`` (the first two inputs), then ``reduce`` of the value
+  (the last input; ``count`` may have none);
 - ``scan``: ``s[t] = table[(coefs[0] * s[t-1] + coefs[1] * x[t]) mod len(table)]``, ``s[-1] = init``;
 - ``indices``: the position (every ``indices`` node is the same variable).
 
@@ -31,11 +32,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from . import interpreter
-from .program import Aggregate, Indices, Map, Program, Scan, Select, Sum, Tokens, Variable
+from .program import COMPARISONS, Aggregate, Indices, Map, Program, Scan, Select, Sum, Tokens, Variable
 from .task import BOS, SEQ2SEQ, TRANSDUCTION, Task
 
 OPS = ("map", "sum", "aggregate", "scan", "indices")
-SELECTS = ("all", "offset", "eq")
+SELECTS = ("all", "offset") + tuple(COMPARISONS)  # eq, then the order comparisons lt, le, gt, ge
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -160,8 +161,8 @@ class ProgramSpec:
         if node.op == "scan":
             f = scan_function(node.coefs, node.table)
             return Scan(f, xs[0], init=node.init, name=name, desc=scan_desc(node))
-        if node.select == "eq":
-            select, rest = Select.eq(xs[0], xs[1]), xs[2:]
+        if node.select in COMPARISONS:
+            select, rest = getattr(Select, node.select)(xs[0], xs[1]), xs[2:]
         elif node.select == "offset":
             select, rest = Select.offset_by(node.offset), xs
         elif node.select == "all":
@@ -169,8 +170,7 @@ class ProgramSpec:
         else:
             raise ValueError(f"selection {node.select!r} must be one of {', '.join(SELECTS)}")
         value = rest[0] if rest else None
-        may_be_empty = node.select != "all" and not (node.select == "eq" and node.inputs[0] == node.inputs[1])
-        default = node.default if may_be_empty and node.reduce not in ("count", "sum") else None
+        default = node.default if select.may_be_empty and node.reduce not in ("count", "sum") else None
         return Aggregate(select, value, node.reduce, name=name, default=default, max_len=max_len)
 
     def build(self, max_len: int | None = None) -> Program:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from .program import REDUCTIONS
+from .program import COMPARISONS, REDUCTIONS
 from .spec import SELECTS, Node, ProgramSpec
 from .task import BOS, SEQ2SEQ, TRANSDUCTION, Task
 
@@ -222,7 +222,7 @@ def _draw_node(draw, built, ops, combos) -> Node:
         coefs = (draw(SCAN_COEFS), draw(SCAN_COEFS))
         return Node("scan", (draw(recent),), coefs=coefs, table=tuple(table), init=draw(st.integers(0, m - 1)))
     select, reduce = draw(st.sampled_from(combos))
-    keys = (draw(recent), draw(any_input)) if select == "eq" else ()
+    keys = (draw(recent), draw(any_input)) if select in COMPARISONS else ()
     if reduce == "sum" and not numerical:
         reduce = "count"
     if reduce == "count":
