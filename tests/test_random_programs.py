@@ -115,6 +115,18 @@ COUNTEREXAMPLES = [
         {"op": "indices"},
         {"op": "aggregate", "inputs": [0], "select": "offset", "offset": 2, "reduce": "last"},
         {"op": "map", "inputs": [1, 2], "coefs": [1, 1], "table": [0, 1]}]}),
+    # transformer and ssm, ground truth (main's cells): a variable constant on the task's inputs
+    # where it is read (a comparison count at max_len 2 is 1 at t = 1: BOS is below every
+    # symbol; a comparison 'last' at SEP in seq2seq) had its cells NEITHER and its site dropped
+    # from the site-level circuit, but its component's activation still differs between inputs
+    # (per-key scratch, state channels) and patching it moved the output. Fixed: such a site
+    # stays in the circuit (zoo/cells.py, _moving); no catalogue model's circuit changes.
+    ("transformer", {"symbols": 3, "max_len": 2, "mode": "transduction", "nodes": [
+        {"op": "aggregate", "inputs": [0, 0], "select": "lt", "reduce": "count"}]}),
+    ("ssm", {"symbols": 2, "max_len": 3, "mode": "seq2seq", "nodes": [
+        {"op": "aggregate", "inputs": [0, 0, 0], "select": "lt", "reduce": "last", "default": -1},
+        {"op": "map", "inputs": [1], "coefs": [2], "table": [2, 0, 0, 0, 1]},
+        {"op": "scan", "inputs": [2], "coefs": [1, 1], "table": [0, 1], "init": 1}]}),
 ]
 
 

@@ -132,11 +132,47 @@ def attach(model, task, gt: GroundTruth, blocks: list[Block], program=None) -> G
         comp_vars[c.name] = tuple(dict.fromkeys(v for v, mode in roles if mode != "const"))
     gt.cells, gt.component_variables = cells, comp_vars
     gt.decoys = tuple(d for d in program.decoy_names if d in gt.variables)
-    positive = {c.site for c in component_list(model.site_list(), partition) if POSITIVE in cells[c.name]}
+    components = component_list(model.site_list(), partition)
+    positive = {c.site for c in components if POSITIVE in cells[c.name]}
+    positive |= _moving(model, task, components, {c.name: (by_units.get((c.site, tuple(sorted(c.units)))) or next((x for x in blocks if x.site == c.site), None)) for c in components}, program, lv, positive)
     gt.circuit = tuple(s for s in gt.circuit if _in_circuit(s, sites, positive))
     gt.edges = tuple(e for e in gt.edges if all(x in ("embed", "logits") or _in_circuit(x, sites, positive) for x in e))
     gt.components = {v: tuple(x for x in comps if x not in sites or _in_circuit(x, sites, positive)) for v, comps in gt.components.items()}
     return gt
+
+
+def _moving(model, task, components, block_of: dict, program, lv: dict, positive: set, n: int = 256) -> set:
+    """Sites outside ``positive`` that hold a variable the output reads where it is live and whose
+    activation still differs between inputs there: a variable constant on the task's inputs (its
+    cells NEITHER) can sit in a component whose activation is not (a key == query or comparison
+    count's per-key scratch, a state channel), and patching that component moves the output, so
+    its site stays in the site-level circuit."""
+    import torch
+
+    wanted = {}
+    for c in components:
+        b = block_of.get(c.name)
+        if c.site in positive or b is None:
+            continue
+        live_at = np.zeros(task.max_len, dtype=bool)
+        for var, mode in b.roles:
+            if mode != "const" and var in program.output_names:
+                live_at |= lv[var] if mode == "pos" else carried(lv[var])
+        live_at[0] = False
+        if live_at.any():
+            wanted.setdefault(c.site, []).append((c, live_at))
+    if not wanted:
+        return set()
+    with torch.no_grad():
+        cache = model.run(torch.as_tensor(task.sample(n, seed=0).tokens), cache=list(wanted)).cache
+    out = set()
+    for site, items in wanted.items():
+        a = cache[site].cpu().numpy()
+        for c, live_at in items:
+            x = a[:, :, list(c.units)] if c.units else a
+            if (np.abs(x - x[:1]).max(axis=(0, 2)) > 1e-6)[live_at].any():
+                out.add(site)
+    return out
 
 
 def _in_circuit(name: str, sites: dict, positive: set) -> bool:
