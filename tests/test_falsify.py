@@ -54,9 +54,7 @@ def test_a_patch_violation_is_found_shrunk_saved_and_rerun(tmp_path, capsys):
     positions (at the first, the aggregate holds the patched token only and agrees)."""
     out = tmp_path / "case"
     args = ["falsify", "tests.test_falsify:whole_first_site", "--property", "patch", "--arch", "rnn", "--max-seconds", "60", "--out", str(out)]
-    with pytest.raises(SystemExit) as exit_:
-        main(args + [a for k, v in CHEAP.items() for a in (k, v)])
-    assert exit_.value.code == 1
+    assert main(args + [a for k, v in CHEAP.items() for a in (k, v)]) == 1
     printed = capsys.readouterr()
     assert "<- output" in printed.out and "family: rnn (compiled)" in printed.out and "input: base   BOS" in printed.out
     assert f"rerun: zoo falsify --rerun {out}" in printed.out and "violation at case" in printed.err
@@ -64,9 +62,8 @@ def test_a_patch_violation_is_found_shrunk_saved_and_rerun(tmp_path, capsys):
     assert record["outcome"]["kind"] == "patch" and (out / record["models"]["rnn"] / "weights.safetensors").is_file()
     assert case.intervention[0].shape[1] == 3 and case.intervention[2] == 2
     assert case.task.program.output.op == "Aggregate" and len(case.task.program) <= 3
-    with pytest.raises(SystemExit) as exit_:
-        main(["falsify", "--rerun", str(out)])
-    assert exit_.value.code == 1 and "reproduced: the saved case was a violation (patch)" in capsys.readouterr().out
+    assert main(["falsify", "--rerun", str(out)]) == 1
+    assert "reproduced: the saved case was a violation (patch)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

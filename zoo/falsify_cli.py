@@ -36,7 +36,7 @@ def add_falsify_parser(sub) -> None:
     p.set_defaults(func=cmd_falsify)
 
 
-def cmd_falsify(args) -> None:
+def cmd_falsify(args) -> int:
     import torch
 
     from evaluation import falsify as F
@@ -49,9 +49,7 @@ def cmd_falsify(args) -> None:
         print("\n".join(F.report(search, case, outcome)))
         same = outcome.violated == record["outcome"]["violated"] and outcome.kind == record["outcome"]["kind"]
         print(f"\n{'reproduced' if same else 'NOT reproduced'}: the saved case was {'a violation' if record['outcome']['violated'] else 'no violation'} ({record['outcome']['kind']})")
-        if outcome.violated:
-            raise SystemExit(1)
-        return
+        return 1 if outcome.violated else 0
     if not args.method:
         raise ValueError("zoo falsify needs a METHOD (e.g. `zoo falsify probes`) or --rerun DIR")
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
@@ -68,11 +66,11 @@ def cmd_falsify(args) -> None:
     refused = f"{result.refused} compiles refused"
     if result.case is None:
         print(f"no violation in {result.tried} cases ({refused}) in {result.seconds:.1f} s" + ("" if result.finished else " (stopped at --max-seconds)"))
-        return
+        return 0
     out = F.save(result, args.out)
     shrunk = "shrunk" if result.finished else "shrinking stopped at --max-seconds"
     print(f"\n{search.method} violates '{search.property}': found after {result.found_seconds:.1f} s, {shrunk} in {result.shrinks} steps; "
           f"{result.tried} cases checked ({refused}), {result.seconds:.1f} s in all\n")
     print("\n".join(F.report(search, result.case, result.outcome)))
     print(f"\nsaved to {out} (models/, {F.CASE_FILE}); rerun: zoo falsify --rerun {shlex.quote(str(out))}")
-    raise SystemExit(1)
+    return 1
