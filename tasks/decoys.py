@@ -60,7 +60,11 @@ def with_decoys(program: Program, relabel: dict[int, int], max_len: int) -> Prog
         if isinstance(v, (Tokens, Indices)):
             continue
         clones[id(v)] = _clone(v, of, tokens, relabel, max_len)
-    return Program(program.output, decoys=(clones[id(program.output)],))
+    out = program.output
+    if isinstance(out, (Tokens, Indices)):  # nothing computed to clone: the decoy is the relabelled input
+        f = (lambda x: relabel[int(x)]) if out is tokens else (lambda x: x)
+        return Program(out, decoys=(Map(f, out, name=decoy_name(out.name), desc="relabelled input, decoy"),))
+    return Program(out, decoys=(clones[id(out)],))
 
 
 def _relabelled(f: Callable, inputs: Sequence[Variable], tokens: Tokens, relabel: dict[int, int]) -> Callable:
